@@ -1,0 +1,5 @@
+import sys
+
+from gaitlib.cli import main
+
+sys.exit(main())
