@@ -1,0 +1,191 @@
+"""Training and test sampling: P x K batches, per-sequence frame sampling, DataLoaders.
+
+Every random choice is a pure function of (seed, iteration, slot), never of a shared stream, so a
+run resumed at iteration i draws exactly the batches an uninterrupted run would, whatever the
+number of DataLoader workers or distributed ranks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from gaitlib.data.pretreatment import crop_width
+from gaitlib.data.store import Store
+
+FrameMode = Literal["ordered", "ordered_window", "unordered", "all"]
+FRAME_MODES = ("ordered", "ordered_window", "unordered", "all")
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """How frames are drawn from a training sequence (SPEC §2).
+
+    - ``ordered``: ``frames`` consecutive frames from a random start (GaitGL, GaitMM, CSTL);
+    - ``ordered_window``: a random window of ``window`` (inclusive range) consecutive frames,
+      ``frames`` of them kept in time order (GaitPart, 3D Local: 30 out of 30-40);
+    - ``unordered``: ``frames`` random frames, order ignored (GaitSet);
+    - ``all``: the whole sequence (testing).
+
+    A sequence shorter than the window is padded by repeating frames: every frame is kept once,
+    randomly chosen frames are repeated up to the window size, and the indices are sorted so time
+    order is kept (each frame then appears 1 to ceil(window / length) times).
+    """
+
+    mode: FrameMode = "ordered"
+    frames: int = 30
+    window: tuple[int, int] = (30, 40)
+
+    def __post_init__(self) -> None:
+        if self.mode not in FRAME_MODES:
+            raise ValueError(f"unknown frame sampling mode {self.mode!r}; valid: {', '.join(FRAME_MODES)}")
+        if self.frames < 1 or not (self.frames <= self.window[0] <= self.window[1]):
+            raise ValueError(f"need 1 <= frames <= window[0] <= window[1], got frames={self.frames}, "
+                             f"window={self.window}")
+
+    def indices(self, length: int, rng: np.random.Generator) -> np.ndarray:
+        """Frame indices to take from a sequence of ``length`` frames."""
+        if length < 1:
+            raise ValueError("cannot sample frames from an empty sequence")
+        if self.mode == "all":
+            return np.arange(length)
+        if self.mode == "unordered":
+            return rng.choice(length, self.frames, replace=length < self.frames)
+        span = self.frames if self.mode == "ordered" else int(rng.integers(self.window[0],
+                                                                             self.window[1] + 1))
+        if length >= span:
+            start = int(rng.integers(0, length - span + 1))
+            window = np.arange(start, start + span)
+        else:  # every frame once, then repeats spread over the sequence, kept in time order
+            extra = np.concatenate([rng.permutation(length) for _ in range(math.ceil(span / length) - 1)])
+            window = np.sort(np.concatenate([np.arange(length), extra[: span - length]]))
+        if span == self.frames:
+            return window
+        return window[np.sort(rng.choice(span, self.frames, replace=False))]
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+class PKBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Endless P x K batches: P subjects, K sequences each.
+
+    Yields lists of ``(item, key)`` pairs: ``item`` indexes the dataset's items, ``key`` seeds that
+    item's frame sampling. Sequences are drawn without replacement when a subject has at least K,
+    with replacement otherwise. Batch ``i`` depends only on (seed, i): ``start_iteration`` resumes.
+    With ``world_size`` > 1 each rank gets its own P / world_size subjects of the same global batch.
+    """
+
+    def __init__(self, item_subjects: Sequence, p: int, k: int, seed: int = 0,
+                 start_iteration: int = 0, rank: int = 0, world_size: int = 1):
+        labels = np.asarray(item_subjects)
+        self.subjects = np.unique(labels)
+        if p > len(self.subjects):
+            raise ValueError(f"P={p} subjects per batch but the training set has {len(self.subjects)}")
+        if p % world_size:
+            raise ValueError(f"P={p} must be divisible by the number of ranks ({world_size})")
+        self.items_of = [np.flatnonzero(labels == s) for s in self.subjects]
+        self.p, self.k, self.seed = p, k, seed
+        self.iteration = start_iteration
+        self.rank, self.world_size = rank, world_size
+
+    def batch(self, iteration: int) -> list[tuple[int, int]]:
+        """The batch this rank gets at ``iteration``."""
+        rng = _rng(self.seed, iteration)
+        chosen = rng.choice(len(self.subjects), self.p, replace=False)
+        per_rank = self.p // self.world_size
+        out = []
+        for slot_subject, s in enumerate(chosen):
+            items = self.items_of[s]
+            picks = rng.choice(items, self.k, replace=len(items) < self.k)
+            if slot_subject // per_rank == self.rank:
+                out += [(int(i), iteration * self.p * self.k + slot_subject * self.k + j)
+                        for j, i in enumerate(picks)]
+        return out
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        while True:
+            yield self.batch(self.iteration)
+            self.iteration += 1
+
+
+class SequenceDataset(Dataset):
+    """Sequences of a store, cut to the model's width, as uint8 tensors (T, H, W).
+
+    Frames stay uint8 until the model's device (``to_model_input``) to keep worker-to-main
+    traffic 4x smaller. ``flip`` mirrors a sequence horizontally with probability 1/2 (3D Local).
+    """
+
+    def __init__(self, store: Store, items: Sequence[int], sampling: FrameSampling,
+                 seed: int = 0, flip: bool = False, label_of: dict[str, int] | None = None):
+        self.store = store
+        self.items = np.asarray(items, dtype=np.int64)
+        self.sampling = sampling
+        self.seed = seed
+        self.flip = flip
+        subjects = store.subjects[self.items]
+        self.label_of = label_of or {s: i for i, s in enumerate(sorted(set(subjects)))}
+        self.labels = np.array([self.label_of.get(s, -1) for s in subjects])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, position) -> tuple[torch.Tensor, int, int]:
+        """``position`` is an int (test) or an (item, key) pair from PKBatchSampler (training)."""
+        item, key = position if isinstance(position, tuple) else (position, position)
+        index = int(self.items[item])
+        rng = _rng(self.seed, 1, key)
+        frames = self.store.frames_of(index)
+        frames = crop_width(frames[self.sampling.indices(len(frames), rng)])
+        if self.flip and rng.random() < 0.5:
+            frames = frames[..., ::-1]
+        return torch.from_numpy(np.ascontiguousarray(frames)), int(self.labels[item]), index
+
+
+def collate_fixed(batch: list) -> dict[str, torch.Tensor]:
+    """Training batches: every clip has the same number of frames."""
+    frames, labels, index = zip(*batch, strict=True)
+    return {"frames": torch.stack(frames), "labels": torch.tensor(labels),
+            "index": torch.tensor(index)}
+
+
+def collate_packed(batch: list) -> dict[str, torch.Tensor]:
+    """Test batches of whole sequences, packed along time as (1, sum T, H, W) plus their lengths."""
+    frames, labels, index = zip(*batch, strict=True)
+    return {"frames": torch.cat(frames).unsqueeze(0), "lengths": torch.tensor([len(f) for f in frames]),
+            "labels": torch.tensor(labels), "index": torch.tensor(index)}
+
+
+def to_model_input(frames: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 frames -> float in [0, 1] on ``device``."""
+    return frames.to(device, non_blocking=True).float().div_(255.0)
+
+
+def train_loader(store: Store, subjects: Sequence[str], p: int, k: int,
+                 sampling: FrameSampling = FrameSampling(), seed: int = 0, workers: int = 2,
+                 start_iteration: int = 0, flip: bool = False, rank: int = 0,
+                 world_size: int = 1) -> DataLoader:
+    """An endless loader of P x K training batches of the given subjects."""
+    items = store.select(subjects=subjects)
+    if len(items) == 0:
+        raise ValueError(f"{store.path}: none of the {len(subjects)} training subjects is in the store")
+    dataset = SequenceDataset(store, items, sampling, seed=seed, flip=flip)
+    sampler = PKBatchSampler(store.subjects[items], p, k, seed=seed, start_iteration=start_iteration,
+                             rank=rank, world_size=world_size)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fixed, num_workers=workers,
+                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+
+
+def eval_loader(store: Store, items: Sequence[int], workers: int = 2,
+                sequences_per_batch: int = 1) -> DataLoader:
+    """Whole test sequences in store order, packed ``sequences_per_batch`` at a time."""
+    dataset = SequenceDataset(store, items, FrameSampling("all"))
+    return DataLoader(dataset, batch_size=sequences_per_batch, shuffle=False, num_workers=workers,
+                      collate_fn=collate_packed, pin_memory=torch.cuda.is_available())
