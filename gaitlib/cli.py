@@ -34,6 +34,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0 if summary.imported else 1
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from gaitlib.report.reproduce import reproduce
+
+    runs = reproduce(profile=args.profile, data=args.data, data_root=args.data_root,
+                     only=args.only, seed=args.seed, build=not args.no_build)
+    return 0 if all(r.status == "ok" for r in runs) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gaitlib",
@@ -77,15 +85,39 @@ def build_parser() -> argparse.ArgumentParser:
                      help="worker processes (default: all cores)")
     imp.add_argument("--force", action="store_true", help="replace an existing store")
     imp.set_defaults(func=_cmd_import)
+
+    from gaitlib.report.reproduce import DATASETS, NOTEBOOKS, PROFILES
+
+    rep = commands.add_parser(
+        "reproduce", help="run the study's notebooks (papermill) and build the book",
+        description="Execute the parameterised notebooks with papermill for one profile and dataset, "
+                    "publish those that succeed into book/ (a failing one is reported and never "
+                    "published), print a table of artifacts with status and time, then build the "
+                    "HTML book (warnings are errors) in _build/html.")
+    rep.add_argument("--profile", choices=PROFILES, default="cpu",
+                     help="scale of every run: smoke (seconds), cpu (default; the whole book on a "
+                          "laptop), paper (the papers' recipes, for a GPU box)")
+    rep.add_argument("--data", choices=DATASETS, default="synthetic",
+                     help="dataset the runs use (default synthetic; real ones must be imported first)")
+    rep.add_argument("--data-root", type=Path, default=Path("data"),
+                     help="directory holding the dataset stores (default data)")
+    rep.add_argument("--only", type=_csv_list, default=None,
+                     help=f"comma-separated artifact ids (default all): {', '.join(NOTEBOOKS)}")
+    rep.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    rep.add_argument("--no-build", action="store_true", help="run the notebooks, skip the HTML build")
+    rep.set_defaults(func=_cmd_reproduce)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from gaitlib.data.store import StoreError
+    from gaitlib.report.reproduce import BookBuildError
+
     try:
         return args.func(args)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
+    except (FileExistsError, FileNotFoundError, ValueError, StoreError, BookBuildError) as err:
         print(f"gaitlib: error: {err}", file=sys.stderr)
         return 2
 

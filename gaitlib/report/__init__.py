@@ -1,0 +1,1 @@
+"""Report: run the study's notebooks with papermill and build the book."""
