@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +87,7 @@ class StoreWriter:
             "n_sequences": len(index),
             "n_frames": self._n_frames,
             "n_subjects": int(index["subject"].nunique()),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             **self.extra_meta,
         }
         (self._tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
