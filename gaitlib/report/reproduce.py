@@ -94,6 +94,13 @@ def strip_volatile(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _portable(path: Path) -> str:
+    """A path as notebooks see it (they run in the repository): relative when inside it, so
+    published notebooks do not carry one machine's absolute paths."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def run_notebook(notebook_id: str, parameters: dict, out_dir: Path) -> NotebookRun:
     """Execute one notebook; on success publish it to ``out_dir / <id>.ipynb``."""
     import papermill
@@ -142,8 +149,10 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     data_root = Path(data_root)
     synthetic = ensure_synthetic(data_root, profile, seed)
     ensure_kernel()
-    parameters = dict(profile=profile, data=data, data_root=str(data_root.resolve()),
-                      synthetic_store=str(synthetic.resolve()), seed=seed)
+    parameters = dict(profile=profile, data=data, data_root=_portable(data_root),
+                      synthetic_store=_portable(synthetic), seed=seed,
+                      real_store=_portable(data_root / "casia-b"),
+                      results_dir=_portable(Path(root) / "book" / "results"))
     out_dir = Path(root) / "book"
     runs = []
     for notebook_id in selected:

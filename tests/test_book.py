@@ -1,0 +1,36 @@
+"""A smoke-profile build of the whole book: every notebook runs, Sphinx warnings are errors."""
+
+import json
+import shutil
+
+import pytest
+
+from gaitlib.cli import main
+from gaitlib.report.reproduce import REPO, reproduce
+
+
+@pytest.mark.slow
+def test_smoke_book_builds(tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("_build"))
+    for nb in (root / "book").glob("*.ipynb"):
+        nb.unlink()  # the smoke run must produce every notebook itself
+    runs = reproduce(profile="smoke", data_root=tmp_path / "data", root=root)
+    assert [r.status for r in runs] == ["ok"] * len(runs), runs
+    html = root / "_build" / "html"
+    assert (html / "book" / "synthetic-data.html").is_file()
+    executed = json.loads((root / "book" / "synthetic-data.ipynb").read_text())
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert outputs and not any(o["output_type"] == "error" for o in outputs)
+    assert "start_time" not in executed["metadata"].get("papermill", {})
+
+
+def test_bad_names_list_valid_ones(capsys):
+    assert main(["reproduce", "--only", "cstl-t9", "--no-build"]) == 2
+    assert "valid: synthetic-data" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--profile", "huge"])
+    assert "invalid choice" in capsys.readouterr().err
