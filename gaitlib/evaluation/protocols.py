@@ -1,0 +1,222 @@
+"""Rank-1 accuracy under the CASIA-B and OU-MVLP protocols (SPEC §3), with bootstrap CIs.
+
+Every probe is matched once against every gallery view (nearest neighbour restricted to
+that view); the outcome is kept as a per-probe, per-gallery-view indicator. All tables,
+and every bootstrap resample over test subjects, are then sums of those indicators, so
+the bootstrap costs a matrix product, not a recomputation of distances.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gaitlib.evaluation.distance import as_parts, check_metric, nearest_per_group
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a results table: which probe conditions it scores, and how probes whose
+    subject has no gallery sequence at the gallery view count (miss, or left out)."""
+
+    name: str
+    probe_conditions: tuple[str, ...]
+    discard_missing: bool = False
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    gallery_conditions: tuple[str, ...]
+    rows: tuple[Row, ...]
+
+
+PROTOCOLS = {
+    "casia-b": Protocol(
+        "casia-b", ("nm-01", "nm-02", "nm-03", "nm-04"),
+        (Row("NM", ("nm-05", "nm-06")), Row("BG", ("bg-01", "bg-02")),
+         Row("CL", ("cl-01", "cl-02")))),
+    # 'miss' is OpenGait's convention (and CSTL's, 3D Local's Table 2); 'discard' is 3D Local
+    # code's (GaitMM's Table 2).
+    "oumvlp": Protocol("oumvlp", ("01",), (Row("miss", ("00",)), Row("discard", ("00",), True))),
+}
+
+DATASET_PROTOCOL = {"casia-b": "casia-b", "synthetic": "casia-b", "oumvlp": "oumvlp"}
+
+
+def protocol_for(dataset: str) -> str:
+    """The protocol a store's dataset is scored with."""
+    if dataset not in DATASET_PROTOCOL:
+        raise ValueError(f"no protocol for dataset {dataset!r}; known: {', '.join(DATASET_PROTOCOL)}")
+    return DATASET_PROTOCOL[dataset]
+
+
+@dataclass
+class EvaluationResult:
+    """Rank-1 accuracies in percent.
+
+    ``table``: rows (NM/BG/CL or miss/discard) x probe views + 'Mean'; ``view_accuracy``:
+    row -> probe view x gallery view accuracies (diagonal included, though no mean uses
+    it); ``ci``: bootstrap 95% interval of each row's Mean (columns low, high; NaN when the
+    bootstrap is off).
+    """
+
+    protocol: str
+    metric: str
+    table: pd.DataFrame
+    view_accuracy: dict[str, pd.DataFrame]
+    ci: pd.DataFrame
+    bootstrap: int = 0
+    n_subjects: int = 0
+    n_probes: dict[str, int] = field(default_factory=dict)
+
+    def to_string(self, digits: int = 1) -> str:
+        lines = [f"rank-1 accuracy (%), protocol {self.protocol}, metric {self.metric}, "
+                 f"identical view excluded", self.table.round(digits).to_string()]
+        if self.bootstrap:
+            lines.append(f"95% CI of Mean (bootstrap over {self.n_subjects} test subjects, "
+                         f"{self.bootstrap} resamples):")
+            for name, (low, high) in self.ci[["low", "high"]].iterrows():
+                lines.append(f"  {name}: {self.table.loc[name, 'Mean']:.{digits}f} "
+                             f"[{low:.{digits}f}, {high:.{digits}f}]")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+def _view_key(view: str):
+    return (0, int(view), view) if view.isdigit() else (1, 0, view)
+
+
+def _labels(name: str, values, n: int) -> np.ndarray:
+    arr = np.asarray(values).astype(str)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"{name} has {arr.shape} labels; expected one per feature row ({n})")
+    return arr
+
+
+def summarise(hits: np.ndarray, totals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From (..., V, V) hit and probe counts: accuracies (..., V, V), per probe view means
+    over gallery views other than the probe's (..., V), and the mean of those (...)."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as meant
+        acc = np.where(totals > 0, 100.0 * hits / np.maximum(totals, 1), np.nan)
+        off = acc.copy()
+        v = acc.shape[-1]
+        off[..., np.arange(v), np.arange(v)] = np.nan
+        per_view = np.nanmean(off, axis=-1)
+        mean = np.nanmean(per_view, axis=-1)
+    return acc, per_view, mean
+
+
+def _subject_counts(proto: Protocol, probe_cond, probe_view, probe_subj, correct, valid,
+                    has_gallery, n_subj, n_views) -> tuple[np.ndarray, np.ndarray]:
+    """hits and totals, (n_subj, rows, V, V): per subject, row, probe view, gallery view."""
+    n_rows = len(proto.rows)
+    size = n_subj * n_rows * n_views * n_views
+    hits = np.zeros(size)
+    totals = np.zeros(size)
+    cols = np.arange(n_views)
+    for r, row in enumerate(proto.rows):
+        sel = np.flatnonzero(np.isin(probe_cond, row.probe_conditions))
+        counted = valid[sel]
+        if row.discard_missing:
+            counted = counted & has_gallery[probe_subj[sel]]
+        keys = (((probe_subj[sel] * n_rows + r) * n_views + probe_view[sel]) * n_views)[:, None]
+        keys = (keys + cols).ravel()
+        totals += np.bincount(keys, weights=counted.ravel(), minlength=size)
+        hits += np.bincount(keys, weights=(counted & correct[sel]).ravel(), minlength=size)
+    shape = (n_subj, n_rows, n_views, n_views)
+    return hits.reshape(shape), totals.reshape(shape)
+
+
+def _bootstrap_means(hits, totals, n_boot: int, seed: int) -> np.ndarray:
+    """Row means (n_boot, rows) over resamples of subjects drawn with replacement."""
+    n_subj = hits.shape[0]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_subj, size=(n_boot, n_subj))
+    draws += np.arange(n_boot)[:, None] * n_subj
+    weights = np.bincount(draws.ravel(), minlength=n_boot * n_subj).reshape(n_boot, n_subj)
+    weights = weights.astype(np.float64)
+    shape = hits.shape[1:]
+    h = (weights @ hits.reshape(n_subj, -1)).reshape(n_boot, *shape)
+    t = (weights @ totals.reshape(n_subj, -1)).reshape(n_boot, *shape)
+    return summarise(h, t)[2]
+
+
+def evaluate(features, subjects, conditions, views, protocol: str, metric: str = "euc",
+             bootstrap: int = 1000, seed: int = 0, device=None,
+             chunk_size: int | None = None) -> EvaluationResult:
+    """Rank-1 accuracy of ``features`` ((n, c, p) or (n, d), numpy or torch) under
+    ``protocol`` ('casia-b' or 'oumvlp'), identical view excluded from every mean.
+
+    ``subjects``, ``conditions``, ``views``: one label per row, as in gaitlib.data.splits.
+    Only views present in the data appear. ``bootstrap`` resamples of the probe subjects
+    (seeded by ``seed``; 0: no CI). ``chunk_size``: probes per distance chunk (default auto).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    check_metric(metric)
+    proto = PROTOCOLS[protocol]
+    feats = as_parts(features)
+    n = len(feats)
+    subjects = _labels("subjects", subjects, n)
+    conditions = _labels("conditions", conditions, n)
+    views = _labels("views", views, n)
+
+    probe_conds = sorted({c for row in proto.rows for c in row.probe_conditions})
+    is_gallery = np.isin(conditions, proto.gallery_conditions)
+    is_probe = np.isin(conditions, probe_conds)
+    found = ", ".join(sorted(set(conditions.tolist()))[:12]) or "none"
+    if not is_gallery.any():
+        raise ValueError(f"empty gallery: no sequence with condition in "
+                         f"{list(proto.gallery_conditions)} (found: {found})")
+    if not is_probe.any():
+        raise ValueError(f"empty probe set: no sequence with condition in {probe_conds} "
+                         f"(found: {found})")
+
+    view_names = sorted(set(views[is_gallery | is_probe].tolist()), key=_view_key)
+    view_code = {v: i for i, v in enumerate(view_names)}
+    n_views = len(view_names)
+    subj_names, subj_code = np.unique(subjects, return_inverse=True)
+    g_idx, p_idx = np.flatnonzero(is_gallery), np.flatnonzero(is_probe)
+    g_view = np.array([view_code[v] for v in views[g_idx]], dtype=np.int64)
+    p_view = np.array([view_code[v] for v in views[p_idx]], dtype=np.int64)
+
+    nearest = nearest_per_group(feats, feats, g_view, n_views, metric=metric,
+                                chunk_size=chunk_size, device=device, probe_index=p_idx,
+                                gallery_index=g_idx)
+    valid = nearest >= 0  # the gallery has this view at all
+    g_subj = subj_code[g_idx]
+    correct = valid & (g_subj[np.maximum(nearest, 0)] == subj_code[p_idx][:, None])
+    has_gallery = np.zeros((len(subj_names), n_views), dtype=bool)
+    has_gallery[g_subj, g_view] = True
+
+    # Subjects are re-coded to the probe subjects: the bootstrap's resampling units.
+    boot_names, p_subj = np.unique(subj_code[p_idx], return_inverse=True)
+    hits, totals = _subject_counts(proto, conditions[p_idx], p_view, p_subj, correct, valid,
+                                   has_gallery[boot_names], len(boot_names), n_views)
+    acc, per_view, mean = summarise(hits.sum(0), totals.sum(0))
+
+    row_names = [row.name for row in proto.rows]
+    table = pd.DataFrame(per_view, index=row_names, columns=view_names)
+    table["Mean"] = mean
+    view_accuracy = {
+        name: pd.DataFrame(acc[r], index=pd.Index(view_names, name="probe view"),
+                           columns=pd.Index(view_names, name="gallery view"))
+        for r, name in enumerate(row_names)}
+    ci = pd.DataFrame(np.nan, index=row_names, columns=["low", "high"])
+    if bootstrap:
+        means = _bootstrap_means(hits, totals, int(bootstrap), seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ci["low"] = np.nanpercentile(means, 2.5, axis=0)
+            ci["high"] = np.nanpercentile(means, 97.5, axis=0)
+    n_probes = {row.name: int(np.isin(conditions[p_idx], row.probe_conditions).sum())
+                for row in proto.rows}
+    return EvaluationResult(protocol, metric, table, view_accuracy, ci, int(bootstrap),
+                            len(boot_names), n_probes)
