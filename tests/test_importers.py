@@ -315,3 +315,23 @@ def test_cli_import_prints_the_summary(tmp_path, capsys):
     assert "imported 1 sequences" in out and "unexpected_name" in out and "999" in out
     assert cli.main(["data", "import", "oumvlp", str(src), "--out", str(tmp_path / "t")]) == 2
     assert "does not look like a oumvlp tree" in capsys.readouterr().err
+
+
+def test_frame_size_128(tmp_path):
+    """128x128 OpenGait trees (the 128x88 input) import at frame_size=128 and are refused at 64."""
+    big = np.random.default_rng(0).integers(0, 256, (6, 128, 128), dtype=np.uint8)
+    write_pkl(tmp_path / "src" / "001" / "nm-01" / "090" / "090.pkl", big)
+    write_pkl(tmp_path / "src" / "002" / "nm-01" / "090" / "090.pkl", big[:5])
+    summary = import_dataset("casia-b", tmp_path / "src", tmp_path / "s128", workers=1,
+                             progress=False, frame_size=128)
+    assert summary.imported == 2
+    store = Store(tmp_path / "s128")
+    np.testing.assert_array_equal(store.frames_of(0), big)
+    with pytest.raises(ValueError, match="nothing importable"):
+        import_dataset("casia-b", tmp_path / "src", tmp_path / "s64", workers=1, progress=False)
+    assert not (tmp_path / "s64").exists()
+    png = tmp_path / "png" / "001" / "nm-01" / "000"
+    write_pngs(png, "001-nm-01-000-", 6)
+    import_dataset("casia-b", tmp_path / "png", tmp_path / "p128", workers=1, progress=False,
+                   frame_size=128)
+    assert Store(tmp_path / "p128").frames_of(0).shape == (6, 128, 128)

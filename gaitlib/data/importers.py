@@ -59,7 +59,7 @@ SKIP_REASONS = {
     "too_few_frames": f"fewer than {MIN_FRAMES} frames after pretreatment",
     "unreadable": "unreadable or corrupt file",
     "unsafe_pkl": "pkl refused by the restricted unpickler",
-    "bad_array": f"pkl array is not uint8 (T, {FRAME_SIZE}, {FRAME_SIZE})",
+    "bad_array": "pkl array is not uint8 (T, size, size) at the requested frame size",
     "empty_array": "pkl array has no frames",
     "ambiguous_pkl": "several pkl files and none named VIEW.pkl",
 }
@@ -127,6 +127,7 @@ class Task(NamedTuple):
     view: str
     path: str  # the sequence folder
     kind: str  # "png" or "pkl"
+    size: int = FRAME_SIZE  # frame side: 64 (64x44 input) or 128 (128x88 input)
 
 
 class Result(NamedTuple):
@@ -209,7 +210,7 @@ def _load_png(task: Task) -> Result:
         if img is None:
             return Result(task, None, "unreadable", f"{path}: not a readable PNG")
         raw.append(img)
-    frames = pretreat_sequence(raw)
+    frames = pretreat_sequence(raw, task.size)
     if len(frames) < MIN_FRAMES:
         return Result(task, None, "too_few_frames",
                       f"{task.path}: {len(frames)} of {len(raw)} frames kept")
@@ -231,7 +232,7 @@ def _load_pkl(task: Task) -> Result:
         return Result(task, None, "unsafe_pkl", str(err))
     except Exception as err:  # a corrupt pickle can fail in many ways; none may stop the import
         return Result(task, None, "unreadable", f"{path}: {type(err).__name__}: {err}")
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (FRAME_SIZE, FRAME_SIZE):
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (task.size, task.size):
         return Result(task, None, "bad_array", f"{path}: {arr.dtype} {arr.shape}")
     if len(arr) == 0:
         return Result(task, None, "empty_array", path)
@@ -335,14 +336,17 @@ class ImportSummary:
 
 def import_dataset(dataset: str, src: str | os.PathLike, out: str | os.PathLike,
                    workers: int | None = None, force: bool = False,
-                   progress: bool = True) -> ImportSummary:
+                   progress: bool = True, frame_size: int = FRAME_SIZE) -> ImportSummary:
     """Import ``dataset`` ("casia-b" or "oumvlp") from the tree at ``src`` into a store at ``out``.
 
     The layout is detected (see the module docstring). Bad sequences are skipped with a
     reason, never fatal. Raises ValueError for an unknown dataset, an unrecognised tree or
     a tree with nothing importable, FileExistsError if ``out`` exists and not ``force``;
-    in every failure ``out`` is left as it was.
+    in every failure ``out`` is left as it was. ``frame_size`` is 64 (the 64x44 input of every
+    paper's main table) or 128 (the 128x88 input of 3D Local's and CSTL's Table 1).
     """
+    if frame_size not in (64, 128):
+        raise ValueError(f"frame_size must be 64 or 128, got {frame_size}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     src, out = Path(src), Path(out)
@@ -358,13 +362,13 @@ def import_dataset(dataset: str, src: str | os.PathLike, out: str | os.PathLike,
         raise ValueError(f"no sequence folders under {src} (expected {EXPECTED[dataset]})\n"
                          + summary.report())
     kind = _file_kind(tasks, src)
-    tasks = [t._replace(kind=kind) for t in tasks]
+    tasks = [t._replace(kind=kind, size=frame_size) for t in tasks]
     summary.layout = f"{layout.name}/*.{kind}"
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     meta = {"source": str(src.resolve()), "layout": summary.layout,
             "pretreated_on_import": kind == "png"}
     subjects: set[str] = set()
-    with StoreWriter(out, dataset, frame_size=FRAME_SIZE, force=force, extra_meta=meta) as writer:
+    with StoreWriter(out, dataset, frame_size=frame_size, force=force, extra_meta=meta) as writer:
         bar = tqdm(total=len(tasks), unit="seq", desc=f"import {dataset}", disable=not progress)
         with bar:
             for res in _results(tasks, workers):
