@@ -87,6 +87,8 @@ def strip_volatile(path: Path) -> None:
     for key in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):
         papermill.pop(key, None)
     for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill gives it a random id on every run
         cell.metadata.pop("execution", None)
         pm = cell.metadata.get("papermill", {})
         for key in ("start_time", "end_time", "duration", "exception", "status"):
