@@ -6,7 +6,9 @@ Every model takes silhouettes ``(n, frames, h, w)`` in [0, 1] (or a packed
 Models never compute losses; see ``gaitlib.losses``.
 """
 
+from .cstl import CSTL
 from .gaitgl import GaitGL
+from .gaitmm import GaitMM
 from .gaitpart import GaitPart
 from .gaitset import GaitSet
 from .registry import BUILDERS, available, build, count_parameters, options, register
@@ -15,6 +17,8 @@ from .registry import BUILDERS, available, build, count_parameters, options, reg
 register("gaitset", GaitSet)
 register("gaitpart", GaitPart)
 register("gaitgl", GaitGL)
+register("cstl", CSTL)
+register("gaitmm", GaitMM)
 
 __all__ = ["BUILDERS", "GaitGL", "GaitPart", "GaitSet", "available", "build",
            "count_parameters", "options", "register"]
