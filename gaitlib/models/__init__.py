@@ -11,6 +11,7 @@ from .gaitgl import GaitGL
 from .gaitmm import GaitMM
 from .gaitpart import GaitPart
 from .gaitset import GaitSet
+from .local3d import Local3DCNN
 from .registry import BUILDERS, available, build, count_parameters, options, register
 
 # Explicit registration, one line per model.
@@ -19,6 +20,7 @@ register("gaitpart", GaitPart)
 register("gaitgl", GaitGL)
 register("cstl", CSTL)
 register("gaitmm", GaitMM)
+register("local3d", Local3DCNN)
 
 __all__ = ["BUILDERS", "GaitGL", "GaitPart", "GaitSet", "available", "build",
            "count_parameters", "options", "register"]

@@ -1,0 +1,202 @@
+"""3D Local CNN: Huang, Xue, Shen, Tian, Li, Huang, Hua, "3D Local Convolutional Neural Networks
+for Gait Recognition", ICCV 2021 (seed 002; the local block is in ``local_block.py``).
+
+Network (Sec. 3.3, Fig. 3): three backbone blocks of two convs, "the same as GaitPart" (focal
+convs 32/32, 64/64, 128/128, 5x5 first kernel, 4 and 8 strips in blocks 2-3, LeakyReLU, 2x2
+max-pool between blocks), a 3D local block after each block (the block's two convs are its
+global path, the block input is what the local paths sample), then GaitPart's spatial pooling
+(HP, 16 strips) and temporal pooling (MCM), GLN's linear modules (separate FC per strip to 256)
+and GLN's compact block (BN, ReLU, dropout, FC to 256, BN) with a linear classifier.  Training:
+triplet on the compact embedding + cross-entropy (Sec. 4.2: "the same compact block and the
+cross-entropy loss" as GLN).  OU-MVLP doubles every width (Sec. 4.2).
+
+Output: ``{"embedding": (n, 256, 1)}`` plus ``"logits"`` ``(n, classes, 1)`` in training;
+``inspect(sils)`` returns the Fig. 4 material (sampled volumes per path and block, mean fusion
+weights per branch) without changing the forward computation.
+
+Choices the paper leaves open, and why:
+
+* Global path convs are GaitPart's *2D* focal convs applied per frame (the paper: "the backbone
+  path in each of the three blocks is the same as GaitPart"); the only 3D convs are in the local
+  paths and the localization nets.  The released code uses plain (GaitSet-style) 2D convs;
+  ``authors_code=True`` builds that.  Focal and plain convs have the same parameter count.
+* The compact block's dropout is 0.9 (the authors' ``CompactBlock``; GLN's paper gives none we
+  could check here); its FC has no bias since a BatchNorm follows.  When a training batch holds
+  one sequence the compact block's BatchNorms use their running statistics, so any batch size
+  runs (batch statistics of one sample are undefined).
+* 128x88 input (``resolution=128``) uses the same network; every map is twice as large and the
+  part priors are fractions of the map, so they carry over.
+* ``authors_code=True`` is the released configuration (4.26M parameters): one local block after
+  the last block only, plain 2D convs, feature extraction of two 3x3x3 convs, triplet loss only
+  (no compact block, no classifier; the embedding is the 16 x 256 part features).  It differs
+  from the paper in three places: one block not three, two FE convs not one, no compact block.
+
+Packed batches (``lengths``) run sequence by sequence: temporal convs and sampling must not mix
+sequences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .blocks import (
+    HorizontalPyramidPooling,
+    Lengths,
+    SeparateFCs,
+    SetBlock,
+    init_weights,
+    per_sequence,
+    prepare_input,
+)
+from .gaitpart import FocalConv2d, TemporalFeatureAggregator
+from .local_block import PARTS, SAMPLERS, LocalBlock3D
+
+VARIANTS: dict[str, dict] = {
+    "casia-b": {"channels": (32, 64, 128), "num_classes": 74},
+    "oumvlp": {"channels": (64, 128, 256), "num_classes": 5153},
+}
+HALVING = (0, 2, 3)  # GaitPart's focal strips per block (1, 4, 8)
+STRIPS, PART_DIM, COMPACT_DIM = 16, 256, 256
+
+
+class CompactBlock(nn.Module):
+    """GLN's compact block: ``(n, d_in) -> (n, d_out)`` by BN, ReLU, dropout, FC, BN."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float = 0.9):
+        super().__init__()
+        self.bn_in = nn.BatchNorm1d(in_features)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, out_features, bias=False)
+        self.bn_out = nn.BatchNorm1d(out_features)
+
+    @staticmethod
+    def _bn(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
+        if bn.training and x.shape[0] == 1:  # one sample: no batch statistics, use running ones
+            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                False, 0.0, bn.eps)
+        return bn(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.dropout(F.relu(self._bn(self.bn_in, x)))
+        return self._bn(self.bn_out, self.fc(x))
+
+
+class Local3DCNN(nn.Module):
+    """3D Local CNN.  Options make every ablation row of Tables 3-5 one build call:
+
+    * ``blocks``: the blocks (subset of 1, 2, 3) followed by a local block (Table 3);
+    * ``sampler``: ``'gaussian'``, ``'trilinear'`` or ``'mixture'`` (Table 4);
+    * ``paths``: subset of head, torso, arm_l, arm_r, leg_l, leg_r (Table 5);
+    * ``feature_extraction``: FE conv in each local path (Table 5 f); without it the sampled
+      volume itself is fused;
+    * ``resolution``: 64 (64x44) or 128 (128x88) input; ``variant``: widths and classes.
+
+    Empty ``blocks`` or ``paths`` is the backbone without local blocks (row a of Tables 3, 5).
+    """
+
+    def __init__(self, *, variant: str = "casia-b", num_classes: int | None = None,
+                 blocks: Sequence[int] | None = None, sampler: str = "mixture",
+                 paths: Sequence[str] | None = None, feature_extraction: bool = True,
+                 resolution: int = 64, authors_code: bool = False,
+                 channels: Sequence[int] | None = None, dropout: float = 0.9):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if resolution not in (64, 128):
+            raise ValueError(f"resolution must be 64 (64x44) or 128 (128x88), got {resolution}")
+        cfg = VARIANTS[variant]
+        ch = tuple(channels) if channels is not None else cfg["channels"]
+        if len(ch) != 3:
+            raise ValueError(f"3D Local CNN has three blocks; got channels {ch}")
+        blocks = ((3,) if authors_code else (1, 2, 3)) if blocks is None else tuple(blocks)
+        if authors_code and blocks != (3,):
+            raise ValueError("authors_code builds the released model: one block after block 3")
+        if not set(blocks) <= {1, 2, 3}:
+            raise ValueError(f"blocks must be a subset of (1, 2, 3), got {blocks}")
+        paths = tuple(PARTS) if paths is None else tuple(paths)
+        unknown = sorted(set(paths) - set(PARTS))
+        if unknown:
+            raise ValueError(f"unknown path(s) {unknown}; valid: {', '.join(PARTS)}")
+        self.resolution, self.authors_code = resolution, authors_code
+        self.blocks = tuple(sorted(set(blocks))) if paths else ()
+        self.paths = paths
+        halving = (0, 0, 0) if authors_code else HALVING
+
+        stages, c_in = [], 1
+        for b, (c, h) in enumerate(zip(ch, halving, strict=True)):
+            k = 5 if b == 0 else 3
+            stages.append(SetBlock(nn.Sequential(
+                FocalConv2d(c_in, c, k, halving=h), nn.LeakyReLU(inplace=True),
+                FocalConv2d(c, c, 3, halving=h), nn.LeakyReLU(inplace=True))))
+            c_in = c
+        self.stages = nn.ModuleList(stages)
+        self.pool = nn.MaxPool3d((1, 2, 2), stride=(1, 2, 2))
+        self.local = nn.ModuleDict({
+            str(b): LocalBlock3D(1 if b == 1 else ch[b - 2], ch[b - 1], paths, sampler,
+                                 feature_extraction, fe_convs=2 if authors_code else 1)
+            for b in self.blocks})
+
+        self.hp = HorizontalPyramidPooling((STRIPS,))  # GaitPart's spatial pooling
+        self.tfa = TemporalFeatureAggregator(ch[-1], STRIPS)  # GaitPart's temporal pooling (MCM)
+        self.fc = SeparateFCs(STRIPS, ch[-1], PART_DIM)  # GLN's linear modules
+        if authors_code:
+            self.compact, self.classifier = None, None
+        else:
+            num_classes = cfg["num_classes"] if num_classes is None else num_classes
+            self.compact = CompactBlock(STRIPS * PART_DIM, COMPACT_DIM, dropout)
+            self.classifier = SeparateFCs(1, COMPACT_DIM, num_classes)
+        init_weights(self)
+        for block in self.local.values():
+            block.reset_localization()
+
+    def _trunk(self, x: Tensor) -> Tensor:
+        """``(n, 1, T, H, W)`` equal-length sequences -> part features ``(n, c, 16)``."""
+        for b, stage in enumerate(self.stages, start=1):
+            if b > 1:
+                x = self.pool(x)
+            g = stage(x)  # global path
+            x = self.local[str(b)](x, g) if str(b) in self.local else g
+        return self.tfa(self.hp(x))  # (n, c, T, 16) -> (n, c, 16)
+
+    def forward(self, sils: Tensor, lengths: Lengths = None) -> dict[str, Tensor]:
+        h, w = sils.shape[-2:]
+        if (h, w) != (self.resolution, self.resolution * 11 // 16):
+            raise ValueError(f"expected {self.resolution}x{self.resolution * 11 // 16} "
+                             f"silhouettes (resolution={self.resolution}), got {h}x{w}")
+        x, lens = prepare_input(sils, lengths)
+        feat = self.fc(per_sequence(self._trunk, x, lens, dim=2))  # (n, 256, 16)
+        if self.compact is None:
+            return {"embedding": feat}
+        emb = self.compact(feat.flatten(1)).unsqueeze(-1)  # (n, 256, 1)
+        out = {"embedding": emb}
+        if self.training:
+            out["logits"] = self.classifier(emb)
+        return out
+
+    @torch.no_grad()
+    def inspect(self, sils: Tensor) -> dict[str, dict]:
+        """Fig. 4 material for one unpacked batch ``(n, T, h, w)``, in eval mode.
+
+        Returns ``{"volumes": {block: {path: {"volume": (n, C, T, H, W), "mu_x", "mu_y",
+        "mu_t", "sigma2", "gamma"}}}, "fusion_weights": {block: {branch: mean |w|}},
+        "embedding": ...}``.  Recording only copies tensors; the forward is the usual one.
+        """
+        was_training = self.training
+        self.eval()
+        for block in self.local.values():
+            block.record, block.recorded = True, {}
+        try:
+            emb = self(sils)["embedding"]
+            volumes = {b: dict(block.recorded) for b, block in self.local.items()}
+        finally:
+            for block in self.local.values():
+                block.record, block.recorded = False, {}
+            self.train(was_training)
+        return {"volumes": volumes, "embedding": emb,
+                "fusion_weights": {b: blk.fusion_weights() for b, blk in self.local.items()}}

@@ -1,0 +1,272 @@
+"""The 3D local block of Huang et al., "3D Local Convolutional Neural Networks for Gait
+Recognition", ICCV 2021 (Sec. 3, eqs. 1-10).
+
+A block is a *global path* (any backbone block) plus local paths, one per body part.  Eqs. 1-2
+define a local convolution as a conv whose neighbourhood is an adaptive volume ``V`` cut from the
+input; here ``V`` is the sampled volume and the FE conv plays ``f, g`` of eq. 1.  Each local
+path has four modules:
+
+* **localization (L)**: reads the global path's output, *detached* (Sec. 3.2.1: "gradients of
+  this module are not propagated to the global path"), and emits per eq. 3
+  ``(atanh dx, atanh dy, atanh dt, log sx, log sy, log st, log sigma^2, logit gamma)``;
+* **sampling (S)**: a separable filterbank (eqs. 4-10) that cuts an ``M x N x L`` volume out of
+  the *block input* ``I`` (eqs. 4-6 measure the grid in the size of ``I``);
+* **feature extraction (FE)**: one 3x3x3 conv + ReLU with half the global path's channels;
+* **fusion (FS)**: concatenation of global and local outputs on channels, 1x1x1 conv + ReLU back
+  to the global width.
+
+Choices the paper leaves open (its supplementary tables are not available), with reasons:
+
+* Output size: ``M x N x L`` equals the global output (``W x H x T``), because fusion
+  concatenates on channels and Sec. 3.2.3 says FE keeps height, width and length.
+* Part priors (centre ``c_x, c_y`` and extent as fractions of the map) come from the authors'
+  code (SPEC §4).  The stride prior makes the grid span the part: ``s_x0 = w_part * W / M``;
+  in time ``c_t = 0.5`` and ``s_t0 = 1`` (the whole sequence; the authors' code starts at 0.4).
+  The network emits log-strides *relative* to these priors (``s = s0 * exp(out)``), i.e. eq. 3
+  with the prior as a fixed bias, so an untrained path looks at its part.  ``sigma0 = 0.5`` px.
+* Pixel ``p`` has its centre at ``p + 0.5``, so ``c_x W`` with ``c_x = 0.5`` is the true centre
+  of the map; the grid index runs ``i = 1..M``, making eq. 4's ``i - M/2 - 0.5`` symmetric.
+* ``dx, dy`` are per frame (Sec. 3.2.1 "in each frame"); ``dt`` and the strides, variance and
+  confidence are per sequence: the temporal mean of per-frame outputs, which works for any
+  length.  The localization net keeps the time axis (max-pools only in space) for that reason.
+* Centre smoothing (Sec. 4.2): ``c^t <- c^t + (d^{t-1} + d^{t-2}) / 2``, taken literally; with
+  eq. 4 this puts ``(d^t + d^{t-1} + d^{t-2}) W / 2`` on the centre.  The first frames repeat
+  frame 0's offset (replicate padding) so every frame sees three terms.
+* Linear interpolation (eq. 9) uses ``ceil = floor + 1`` (eq. 9 as printed gives weight 0 at
+  integer positions); in time positions are clamped to the sequence (border), in space samples
+  outside the map read zeros (silhouette background).  Spatial sampling is done frame by frame
+  with that frame's centre, then the frames are interpolated: the operators are linear and
+  separable, so this is eq. 10's ``gamma G_X G_Y T_T I`` with per-frame ``G_X, G_Y``.
+* ``sampler='gaussian'`` uses Gaussian filters on all three axes (same ``sigma^2``, in frames),
+  ``'trilinear'`` linear interpolation on all three, ``'mixture'`` Gaussian in space and linear
+  in time (eq. 10; the paper's default).
+* Localization layers (BN+ReLU on the input, then conv/BN/ReLU/max-pool, FC) follow the authors'
+  ``Localization3D`` widths (hidden = C/2) without its temporal pooling and its BN after the FC
+  (which would start every path at a random offset); the FC starts near zero (std 1e-3) so
+  paths start at their priors and still pass gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import BasicConv3d
+
+SAMPLERS = ("gaussian", "trilinear", "mixture")
+
+# Part priors from the authors' code on a 16 x 11 map (SPEC §4):
+# name -> (c_x, c_y, height fraction, width fraction).
+PARTS: dict[str, tuple[float, float, float, float]] = {
+    "head": (0.5, 1.0 / 16, 2.0 / 16, 4.0 / 11),
+    "torso": (0.5, 3.0 / 8, 8.0 / 16, 10.0 / 11),
+    "arm_l": (0.3, 0.5, 3.0 / 16, 3.0 / 11),
+    "arm_r": (0.7, 0.5, 3.0 / 16, 3.0 / 11),
+    "leg_l": (0.3, 0.8, 6.0 / 16, 5.0 / 11),
+    "leg_r": (0.7, 0.8, 6.0 / 16, 5.0 / 11),
+}
+PRIOR_CT, PRIOR_ST, PRIOR_SIGMA = 0.5, 1.0, 0.5
+NUM_PARAMS = 8  # dx, dy, dt, log sx, log sy, log st, log sigma^2, logit gamma  (eq. 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling (eqs. 4-10), as functions of the location parameters
+# ---------------------------------------------------------------------------------------------
+
+def grid_positions(centre: Tensor, stride: Tensor, count: int) -> Tensor:
+    """Eqs. 4-6: ``mu^i = centre + (i - count/2 - 0.5) * stride`` for ``i = 1..count``.
+
+    ``centre`` is ``(n, ...)`` in input-pixel (or frame) units, ``stride`` broadcastable to it;
+    returns ``(n, ..., count)``.
+    """
+    i = torch.arange(1, count + 1, dtype=centre.dtype, device=centre.device)
+    return centre.unsqueeze(-1) + (i - count / 2 - 0.5) * stride.unsqueeze(-1)
+
+
+def gaussian_filterbank(mu: Tensor, sigma2: Tensor, size: int, eps: float = 1e-8) -> Tensor:
+    """Eqs. 7-8: ``F[i, p] = exp(-(mu_i - p - 0.5)^2 / 2 sigma^2) / Z``, rows summing to 1.
+
+    ``mu`` ``(n, ..., count)``, ``sigma2`` broadcastable to ``(n, ..., 1)``;
+    returns ``(n, ..., count, size)``.
+    """
+    p = torch.arange(size, dtype=mu.dtype, device=mu.device) + 0.5
+    f = torch.exp(-(mu.unsqueeze(-1) - p) ** 2 / (2 * sigma2.unsqueeze(-1)))
+    return f / f.sum(-1, keepdim=True).clamp(min=eps)
+
+
+def linear_filterbank(mu: Tensor, size: int, border: bool) -> Tensor:
+    """Eq. 9: weights ``ceil(u) - u`` at ``floor(u)`` and ``u - floor(u)`` at ``floor(u) + 1``,
+    with ``u = mu - 0.5`` the position in index units.  ``border`` clamps ``u`` to the input
+    (time); otherwise positions outside read zeros (space).  Returns ``(..., count, size)``.
+    """
+    u = mu - 0.5
+    if border:
+        u = u.clamp(0, size - 1)
+    r0 = torch.floor(u).detach()
+    frac = (u - r0).unsqueeze(-1)
+    idx = torch.arange(size, dtype=mu.dtype, device=mu.device)
+    r0 = r0.unsqueeze(-1)
+    return (1 - frac) * (idx == r0).to(mu.dtype) + frac * (idx == r0 + 1).to(mu.dtype)
+
+
+def sample_volume(x: Tensor, mu_x: Tensor, mu_y: Tensor, mu_t: Tensor, sigma2: Tensor,
+                  gamma: Tensor, sampler: str = "mixture") -> Tensor:
+    """Eq. 10: ``V = gamma G_X G_Y T_T I``.
+
+    ``x`` ``(n, C, T, H, W)``; ``mu_x`` ``(n, T, M)`` and ``mu_y`` ``(n, T, N)`` per input frame,
+    ``mu_t`` ``(n, L)``, ``sigma2`` and ``gamma`` ``(n,)``.  Returns ``(n, C, L, N, M)``.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+    _, _, t, h, w = x.shape
+    s2 = sigma2.reshape(-1, 1, 1)
+    if sampler == "trilinear":
+        gx = linear_filterbank(mu_x, w, border=False)
+        gy = linear_filterbank(mu_y, h, border=False)
+    else:
+        gx = gaussian_filterbank(mu_x, s2, w)  # eq. 7, (n, T, M, W)
+        gy = gaussian_filterbank(mu_y, s2, h)  # eq. 8, (n, T, N, H)
+    if sampler == "gaussian":
+        tt = gaussian_filterbank(mu_t, sigma2.reshape(-1, 1), t)  # (n, L, T)
+    else:
+        tt = linear_filterbank(mu_t, t, border=True)  # eq. 9
+    v = torch.einsum("ntjq,nctqp,ntip->nctji", gy, x, gx)
+    v = torch.einsum("nlt,nctji->nclji", tt, v)
+    return v * gamma.reshape(-1, 1, 1, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules
+# ---------------------------------------------------------------------------------------------
+
+class Localization(nn.Module):
+    """L (eq. 3): detached global features ``(n, C, T, H, W)`` -> raw parameters ``(n, T, 8)``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        hid = max(channels // 2, 1)
+        pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.convs = nn.Sequential(
+            nn.BatchNorm3d(channels), nn.ReLU(inplace=True), pool,
+            BasicConv3d(channels, hid, 1, padding=0), nn.BatchNorm3d(hid), nn.ReLU(inplace=True),
+            BasicConv3d(hid, hid, 3), nn.BatchNorm3d(hid), nn.ReLU(inplace=True), pool,
+            BasicConv3d(hid, hid, 3), nn.ReLU(inplace=True),
+            nn.AdaptiveMaxPool3d((None, 2, 2)))
+        self.fc = nn.Linear(hid * 4, NUM_PARAMS)
+
+    def reset_fc(self) -> None:
+        nn.init.normal_(self.fc.weight, std=1e-3)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, g: Tensor) -> Tensor:
+        z = self.convs(g)  # (n, hid, T, 2, 2)
+        n, c, t = z.shape[:3]
+        return self.fc(z.permute(0, 2, 1, 3, 4).reshape(n, t, c * 4))
+
+
+class LocalPath(nn.Module):
+    """One body part: localization, sampling, feature extraction (Fig. 2)."""
+
+    def __init__(self, part: str, in_channels: int, global_channels: int, sampler: str,
+                 feature_extraction: bool = True, fe_convs: int = 1):
+        super().__init__()
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}; valid: {', '.join(PARTS)}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+        self.part, self.sampler = part, sampler
+        self.localization = Localization(global_channels)
+        self.out_channels = global_channels // 2 if feature_extraction else in_channels
+        fe: list[nn.Module] = []
+        for k in range(fe_convs if feature_extraction else 0):  # Sec. 3.2.3: 3x3x3 + ReLU
+            fe += [BasicConv3d(in_channels if k == 0 else self.out_channels, self.out_channels),
+                   nn.ReLU(inplace=True)]
+        self.feature_extraction = nn.Sequential(*fe)
+
+    def locate(self, raw: Tensor, size: Sequence[int]) -> dict[str, Tensor]:
+        """Raw localization output ``(n, T, 8)`` -> sampling grid for an input of
+        ``size = (T, H, W)`` (output ``M x N x L = W x H x T``)."""
+        t, h, w = size
+        cx, cy, ph, pw = PARTS[self.part]
+        dxy = torch.tanh(raw[..., :2])  # per-frame offsets in (-1, 1)  (eq. 3)
+        seq = raw[..., 2:].mean(dim=1)  # per-sequence parameters (n, 6)
+        dt = torch.tanh(seq[:, 0])
+        sx = pw * torch.exp(seq[:, 1])  # log strides, relative to the part prior (eq. 3)
+        sy = ph * torch.exp(seq[:, 2])
+        st = PRIOR_ST * torch.exp(seq[:, 3])
+        sigma2 = PRIOR_SIGMA**2 * torch.exp(seq[:, 4])  # log variance
+        gamma = torch.sigmoid(seq[:, 5])  # confidence in (0, 1)
+        # Smoothing over the previous two frames (Sec. 4.2), replicate padding at the start.
+        pad = torch.cat([dxy[:, :1], dxy[:, :1], dxy], dim=1)
+        dxy = pad[:, 2:] + pad[:, 1:-1] + pad[:, :-2]  # d^t + d^{t-1} + d^{t-2}
+        centre_x = cx * w + dxy[..., 0] / 2 * w  # eq. 4 with the smoothed prior centre
+        centre_y = cy * h + dxy[..., 1] / 2 * h  # eq. 5
+        centre_t = PRIOR_CT * t + dt / 2 * t  # eq. 6
+        return {"mu_x": grid_positions(centre_x, sx.unsqueeze(1), w),
+                "mu_y": grid_positions(centre_y, sy.unsqueeze(1), h),
+                "mu_t": grid_positions(centre_t, st, t),
+                "sigma2": sigma2, "gamma": gamma}
+
+    def forward(self, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """``x`` block input, ``g`` global output.  Returns (features, volume, grid)."""
+        raw = self.localization(g.detach())  # no gradient into the global path
+        grid = self.locate(raw, x.shape[2:])
+        vol = sample_volume(x, grid["mu_x"], grid["mu_y"], grid["mu_t"], grid["sigma2"],
+                            grid["gamma"], self.sampler)
+        return self.feature_extraction(vol), vol, grid
+
+
+class LocalBlock3D(nn.Module):
+    """Global path + local paths + fusion (Fig. 2).  ``forward(x, g)`` takes the block input
+    ``x`` ``(n, C_in, T, H, W)`` and the global path's output ``g`` ``(n, C, T, H, W)`` (same
+    ``T, H, W``) and returns the fused ``(n, C, T, H, W)``.
+
+    Set ``record = True`` to keep, after each forward, the sampled volumes and grids of every
+    path in ``recorded`` (detached copies; the computation is unchanged): the Fig. 4 hook.
+    """
+
+    def __init__(self, in_channels: int, global_channels: int, paths: Sequence[str],
+                 sampler: str = "mixture", feature_extraction: bool = True, fe_convs: int = 1):
+        super().__init__()
+        if not paths:
+            raise ValueError("a local block needs at least one local path")
+        self.paths = nn.ModuleDict({p: LocalPath(p, in_channels, global_channels, sampler,
+                                                 feature_extraction, fe_convs) for p in paths})
+        self.branch_channels = {"global": global_channels}
+        self.branch_channels.update({p: m.out_channels for p, m in self.paths.items()})
+        self.fusion = nn.Sequential(  # Sec. 3.2.4: concat, 1x1x1 conv + ReLU
+            BasicConv3d(sum(self.branch_channels.values()), global_channels, 1, padding=0),
+            nn.ReLU(inplace=True))
+        self.record = False
+        self.recorded: dict[str, dict[str, Tensor]] = {}
+
+    def reset_localization(self) -> None:
+        for path in self.paths.values():
+            path.localization.reset_fc()
+
+    def forward(self, x: Tensor, g: Tensor) -> Tensor:
+        feats = [g]
+        for name, path in self.paths.items():
+            f, vol, grid = path(x, g)
+            feats.append(f)
+            if self.record:
+                self.recorded[name] = {"volume": vol.detach(),
+                                       **{k: v.detach() for k, v in grid.items()}}
+        return self.fusion(torch.cat(feats, dim=1))
+
+    def fusion_weights(self, absolute: bool = True) -> dict[str, float]:
+        """Mean fusion weight per branch (Fig. 4b): the 1x1x1 conv's weights averaged over
+        output channels and the branch's input channels (mean |w| unless ``absolute=False``)."""
+        w = self.fusion[0].weight.detach().flatten(1)
+        w = w.abs() if absolute else w
+        out, start = {}, 0
+        for name, c in self.branch_channels.items():
+            out[name] = w[:, start:start + c].mean().item()
+            start += c
+        return out
+
+
+__all__ = ["PARTS", "SAMPLERS", "LocalBlock3D", "LocalPath", "Localization", "gaussian_filterbank",
+           "grid_positions", "linear_filterbank", "sample_volume"]

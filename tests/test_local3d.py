@@ -1,0 +1,304 @@
+"""3D Local CNN (issue 5): sampling maths, localization, every ablation variant, Fig. 4 hooks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gaitlib import models
+from gaitlib.losses import batch_all_triplet, part_cross_entropy
+from gaitlib.models.local_block import (
+    PARTS,
+    SAMPLERS,
+    LocalBlock3D,
+    LocalPath,
+    linear_filterbank,
+    sample_volume,
+)
+
+H, W = 64, 44
+TINY = {"channels": (4, 8, 8), "num_classes": 3}  # shape tests: tiny widths, same topology
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny widths, many small ops: on a shared 2-core box a second OpenMP thread mostly waits
+    for a core (steps measured 10-100x slower), and oneDNN builds a kernel per new conv shape.
+    One thread and the plain kernels compute the same maths in a fraction of the time."""
+    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = mkldnn
+
+
+def _sils(n: int, frames: int, seed: int = 0, h: int = H, w: int = W) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n * frames, 1, 8, 6, generator=gen)
+    x = F.interpolate(coarse, size=(h, w), mode="bilinear")
+    return (x > 0.5).float().reshape(n, frames, h, w)
+
+
+def _build(**opts) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.build("local3d", **opts)
+
+
+def _raw(n: int, t: int, dx=0.0, dy=0.0, dt=0.0, log_sx=0.0, log_sy=0.0, log_st=0.0,
+         log_s2=0.0, gamma=0.0) -> torch.Tensor:
+    """Raw localization output (eq. 3 pre-activations), the same in every frame."""
+    vals = [math.atanh(dx), math.atanh(dy), math.atanh(dt), log_sx, log_sy, log_st, log_s2, gamma]
+    return torch.tensor(vals, dtype=torch.float64).expand(n, t, 8).clone()
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_sampling_is_differentiable_in_the_location_parameters(sampler):
+    path = LocalPath("arm_r", 1, 2, sampler).double()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 3, 6, 5, generator=gen, dtype=torch.float64)
+    raw = (0.4 * torch.randn(2, 3, 8, generator=gen, dtype=torch.float64)).requires_grad_()
+
+    def volume(r):
+        g = path.locate(r, x.shape[2:])
+        return sample_volume(x, g["mu_x"], g["mu_y"], g["mu_t"], g["sigma2"], g["gamma"],
+                             sampler)
+
+    assert torch.autograd.gradcheck(volume, (raw,), eps=1e-6, atol=1e-5)
+    volume(raw).sum().backward()
+    used = raw.grad.abs().sum(dim=(0, 1)) > 0
+    # Every parameter moves the volume, except the variance when no filter is Gaussian.
+    assert used.tolist() == [True] * 6 + [sampler != "trilinear", True]
+
+
+def test_linear_filterbank_is_eq9_and_clamps_time():
+    w = linear_filterbank(torch.tensor([[1.75, 0.5, 9.0]]), 4, border=True)[0]
+    torch.testing.assert_close(w[0], torch.tensor([0.0, 0.75, 0.25, 0.0]))  # u = 1.25
+    torch.testing.assert_close(w[1], torch.tensor([1.0, 0.0, 0.0, 0.0]))  # on a frame centre
+    torch.testing.assert_close(w[2], torch.tensor([0.0, 0.0, 0.0, 1.0]))  # past the end: border
+    outside = linear_filterbank(torch.tensor([[-3.0]]), 4, border=False)[0]
+    assert outside.sum() == 0  # space: zeros outside the map
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_sampled_volume_lands_where_the_parameters_say(sampler):
+    # leg_r prior (c_x, c_y) = (0.7, 0.8), extent 5/11 x 6/16 of a 22 x 32 map, T = 6.
+    t, h, w = 6, 32, 22
+    path = LocalPath("leg_r", 1, 2, sampler).double()
+    # dx = -0.1 in every frame: smoothed centre 0.7*22 + 3*(-0.1)/2*22 = 12.1 (eq. 4 + Sec. 4.2);
+    # dy = -0.1: 0.8*32 - 0.15*32 = 20.8; strides at the prior: 22 x 5/11 = 10 px wide grid,
+    # 32 x 6/16 = 12 px high.  Time: centre 3 + dt*3 = 3.5 with dt = 1/6, stride 0.4 -> the
+    # six output frames sit in frames 2..4 (centres 2.5..4.5).
+    raw = _raw(1, t, dx=-0.1, dy=-0.1, dt=1 / 6, log_st=math.log(0.4), log_s2=math.log(0.5),
+               gamma=2.0)
+    grid = path.locate(raw, (t, h, w))
+    mu_x, mu_y = grid["mu_x"][0, 0], grid["mu_y"][0, 0]
+    assert mu_x.mean().item() == pytest.approx(12.1)
+    assert mu_y.mean().item() == pytest.approx(20.8)
+    assert (mu_x[-1] - mu_x[0]).item() == pytest.approx(21 * 5 / 11)
+    torch.testing.assert_close(grid["mu_t"][0], torch.linspace(2.5, 4.5, 6, dtype=torch.float64))
+
+    def sample(x):
+        return sample_volume(x, grid["mu_x"], grid["mu_y"], grid["mu_t"], grid["sigma2"],
+                             grid["gamma"], sampler)[0, 0]
+
+    gamma = torch.sigmoid(torch.tensor(2.0, dtype=torch.float64))
+    box = torch.zeros(1, 1, t, h, w, dtype=torch.float64)
+    box[:, :, 2:5, 14:28, 6:18] = 1.0  # frames 2-4, rows 14-27, cols 6-17: around the grid
+    inside = sample(box)
+    if sampler == "trilinear":
+        torch.testing.assert_close(inside, torch.full_like(inside, gamma.item()))
+    else:  # Gaussian blur leaks a little at the borders of the box; the core is bright
+        core = inside[1:-1, 3:-3, 3:-3] if sampler == "gaussian" else inside[:, 3:-3, 3:-3]
+        assert core.min() > 0.9 * gamma
+    moved = torch.zeros_like(box)
+    moved[:, :, 2:5, 0:8, 0:4] = 1.0  # same size of box, top left: nowhere near the grid
+    assert sample(moved).max() < 1e-3
+    later = torch.zeros_like(box)
+    later[:, :, 5:, 14:28, 6:18] = 1.0  # right place, wrong frames
+    assert sample(later).max() < (0.2 if sampler == "gaussian" else 1e-6)
+
+
+def test_offsets_move_the_grid_and_are_smoothed_over_two_previous_frames():
+    path = LocalPath("head", 1, 2, "mixture").double()
+    raw = _raw(1, 5)
+    raw[0, 2, 0] = math.atanh(0.2)  # one frame moves right
+    cx = path.locate(raw, (5, 16, 11))["mu_x"][0].mean(-1)  # grid centre per frame
+    base = 0.5 * 11
+    expected = [base, base, base + 0.1 * 11, base + 0.1 * 11, base + 0.1 * 11]
+    torch.testing.assert_close(cx, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_localization_reads_detached_global_features():
+    torch.manual_seed(0)
+    path = LocalPath("torso", 3, 8, "mixture")
+    x = torch.rand(2, 3, 4, 16, 11, requires_grad=True)
+    g = torch.rand(2, 8, 4, 16, 11, requires_grad=True)
+    feat, _, _ = path(x, g)
+    feat.sum().backward()
+    assert g.grad is None  # no gradient from the local path into the global path
+    assert x.grad.abs().sum() > 0
+    for name, p in path.localization.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"localization.{name}"
+
+
+@pytest.fixture(scope="module")
+def small_block():
+    torch.manual_seed(0)
+    return LocalBlock3D(2, 4, list(PARTS), "mixture").eval()
+
+
+@pytest.mark.parametrize("t", range(1, 61))
+def test_sampling_any_length(t, small_block):
+    block = small_block
+    with torch.no_grad():
+        out = block(torch.rand(1, 2, t, 8, 6), torch.rand(1, 4, t, 8, 6))
+    assert out.shape == (1, 4, t, 8, 6) and torch.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------- network
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8])
+def test_batch_sizes_train_and_eval(n):
+    model = _build(**TINY)
+    x = _sils(n, 5, seed=n)
+    out = model.train()(x)
+    assert out["embedding"].shape == (n, 256, 1) and out["logits"].shape == (n, 3, 1)
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert set(out) == {"embedding"} and torch.isfinite(out["embedding"]).all()
+    if n > 1:
+        assert not torch.allclose(out["embedding"][0], out["embedding"][1])
+
+
+def test_packed_lengths_1_to_60_equal_one_by_one():
+    model = _build(channels=(2, 4, 4), num_classes=3).eval()
+    lengths = list(range(1, 61))
+    packed = _sils(1, sum(lengths), seed=3)
+    with torch.no_grad():
+        together = model(packed, lengths=lengths)["embedding"]
+        assert together.shape == (60, 256, 1) and torch.isfinite(together).all()
+        for i in (0, 1, 2, 6, 59):  # a few of them one by one
+            start = sum(lengths[:i])
+            alone = model(packed[:, start:start + lengths[i]])["embedding"]
+            torch.testing.assert_close(together[i:i + 1], alone, rtol=1e-4, atol=1e-5)
+
+
+def _loss(out, labels):
+    loss = batch_all_triplet(out["embedding"], labels, margin=0.2).loss
+    if "logits" in out:
+        loss = loss + part_cross_entropy(out["logits"], labels)
+    return loss
+
+
+VARIANTS = {  # every ablation row is a build call
+    "t3a_no_local": {"blocks": ()},
+    "t3b": {"blocks": (1,)},
+    "t3c": {"blocks": (2,)},
+    "t3d": {"blocks": (3,)},
+    "t3e": {"blocks": (2, 3)},
+    "full_mixture": {},
+    "t4_gaussian": {"sampler": "gaussian"},
+    "t4_trilinear": {"sampler": "trilinear"},
+    "t5b_head": {"paths": ("head",), "feature_extraction": False},
+    "t5c_arms": {"paths": ("head", "arm_l", "arm_r"), "feature_extraction": False},
+    "t5e_no_fe": {"feature_extraction": False},
+    "res128": {"resolution": 128},
+    "oumvlp": {"variant": "oumvlp"},
+    "authors_code": {"authors_code": True},
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_trains_a_step(name):
+    opts = dict(VARIANTS[name])
+    res = opts.get("resolution", 64)
+    model = _build(**TINY, **opts).train()
+    labels = torch.tensor([0, 0, 1, 1])
+    x = _sils(4, 3, seed=7, h=res, w=res * 11 // 16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    out = model(x)
+    if name == "authors_code":  # released code: triplet only, the 16 part features
+        assert "logits" not in out and out["embedding"].shape == (4, 256, 16)
+    loss = _loss(out, labels)
+    opt.zero_grad()
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        if ".localization." in pname:  # localization parameters learn
+            assert p.grad.abs().sum() > 0, pname
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)
+               if a.numel() > 1)
+    n_local = sum(len(b.paths) for b in model.local.values())
+    blocks = opts.get("blocks", (3,) if opts.get("authors_code") else (1, 2, 3))
+    assert n_local == len(blocks) * len(opts.get("paths", PARTS))
+
+
+def test_fig4_hooks_do_not_change_the_forward():
+    model = _build(**TINY).eval()
+    x = _sils(1, 3, seed=2)
+    with torch.no_grad():
+        plain = model(x)["embedding"]
+    info = model.inspect(x)
+    torch.testing.assert_close(info["embedding"], plain)
+    assert set(info["volumes"]) == {"1", "2", "3"}
+    sizes = {"1": (1, 64, 44), "2": (4, 32, 22), "3": (8, 16, 11)}  # block input (C, H, W)
+    for b, paths in info["volumes"].items():
+        assert set(paths) == set(PARTS)
+        c, h, w = sizes[b]
+        for rec in paths.values():
+            assert rec["volume"].shape == (1, c, 3, h, w)
+            assert 0 < rec["gamma"].item() < 1
+        weights = info["fusion_weights"][b]
+        assert list(weights) == ["global", *PARTS] and all(v > 0 for v in weights.values())
+    assert not any(blk.record for blk in model.local.values())
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="sampler"):
+        _build(sampler="bilinear")
+    with pytest.raises(ValueError, match="leg_l"):
+        _build(paths=("head", "tail"))
+    with pytest.raises(ValueError, match="subset"):
+        _build(blocks=(4,))
+    with pytest.raises(ValueError, match="resolution"):
+        _build(resolution=96)
+    with pytest.raises(ValueError, match="one block"):
+        _build(authors_code=True, blocks=(1, 2, 3))
+    with pytest.raises(ValueError, match="64x44"):
+        _build(**TINY).eval()(_sils(1, 3, h=128, w=88))
+
+
+# --------------------------------------------------------------------------- parameter counts
+
+
+@pytest.fixture(scope="module")
+def full_counts():
+    return {name: models.count_parameters(_build(**opts)) for name, opts in {
+        "paper": {}, "authors": {"authors_code": True}, "none": {"blocks": ()},
+        "b3": {"blocks": (3,)}, "classes10": {"num_classes": 10}}.items()}
+
+
+def test_authors_configuration_matches_their_4_26m(full_counts):
+    assert abs(full_counts["authors"] - 4.26e6) / 4.26e6 < 0.005
+
+
+def test_parameter_counts_add_up(full_counts):
+    c = full_counts
+    assert c["paper"] - c["classes10"] == 256 * (74 - 10)  # only the classifier sees classes
+    assert c["none"] < c["b3"] < c["paper"]
+    # One local block at block 3 = six (localization + FE) paths + fusion; FE is one 3x3x3
+    # conv 64 -> 64 and fusion 1x1x1 (128 + 6*64) -> 128.
+    fe, fusion = 64 * 64 * 27, (128 + 6 * 64) * 128
+    loc = (c["b3"] - c["none"] - fusion) / 6 - fe
+    assert loc == pytest.approx(2 * 128 + 128 * 64 + 2 * 64 + 2 * 64 * 64 * 27 + 2 * 64
+                                + 64 * 4 * 8 + 8)
