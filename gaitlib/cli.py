@@ -29,7 +29,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from gaitlib.data.importers import import_dataset
 
     out = args.out or Path("data") / args.dataset
-    summary = import_dataset(args.dataset, args.src, out, workers=args.workers, force=args.force)
+    summary = import_dataset(args.dataset, args.src, out, workers=args.workers, force=args.force,
+                             frame_size=args.size)
     print(summary.report())
     return 0 if summary.imported else 1
 
@@ -40,6 +41,130 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     runs = reproduce(profile=args.profile, data=args.data, data_root=args.data_root,
                      only=args.only, seed=args.seed, build=not args.no_build)
     return 0 if all(r.status == "ok" for r in runs) else 1
+
+
+DATASET_NAMES = ("synthetic", "casia-b", "oumvlp")
+
+
+def _resolve_store(data: str, data_root: Path) -> Path:
+    """A store path, or a dataset name looked up under ``data_root``."""
+    path = Path(data)
+    if (path / "meta.json").is_file():
+        return path.resolve()
+    if data in DATASET_NAMES:
+        named = data_root / data
+        if (named / "meta.json").is_file():
+            return named.resolve()
+        how = "gaitlib data synth" if data == "synthetic" else f"gaitlib data import {data} SRC"
+        raise FileNotFoundError(f"no {data} store at {named}; create it with `{how}`")
+    if path.exists():
+        raise FileNotFoundError(f"{path} is not a gaitlib store (no meta.json)")
+    raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASET_NAMES)} (under "
+                     f"{data_root}/) or the path of a store")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from gaitlib.training import CheckpointError, apply_overrides, recipe, train
+    from gaitlib.training.distributed import init, shutdown
+
+    store = _resolve_store(args.data, args.data_root)
+    config = recipe(args.model, args.profile)
+    config.data.store = str(store)
+    apply_overrides(config, args.overrides)
+    if args.show_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    out = args.out or Path("runs") / f"{args.model}-{store.name}-{args.profile}-seed{config.seed}"
+    info = init(config.device)
+    try:
+        result = train(config, out, force=args.force, progress=not args.no_progress, info=info)
+    except CheckpointError as err:
+        print(f"gaitlib: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown()
+    if info.is_main:
+        print(f"run directory: {result.run_dir}")
+        if result.evaluation is not None:
+            print(result.evaluation.to_string())
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from gaitlib.training import CheckpointError, evaluate_run
+    from gaitlib.training.distributed import shutdown
+
+    try:
+        result, iteration = evaluate_run(args.run_dir, bootstrap=args.bootstrap, metric=args.metric,
+                                         write=args.write, progress=not args.no_progress)
+    except CheckpointError as err:
+        print(f"gaitlib: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown()
+    if result is not None:  # None on the other ranks of a torchrun job
+        print(f"{args.run_dir}: checkpoint at iteration {iteration}")
+        print(result.to_string())
+    return 0
+
+
+def _add_train_parsers(commands) -> None:
+    from gaitlib.models import available
+    from gaitlib.training.config import flat_keys
+    from gaitlib.training.recipes import PROFILES
+
+    train = commands.add_parser(
+        "train", help="train a model (one process, or DDP under torchrun)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train MODEL on a dataset store with the recipe of a profile, then evaluate it "
+                    "under the dataset's protocol. The run directory gets config.json, "
+                    "environment.json, metrics.jsonl, checkpoints/ and eval.csv/eval.json; an "
+                    "interrupted run in it is resumed, a finished one is kept unless --force. "
+                    "Multi-process: torchrun --nproc_per_node=N -m gaitlib train ... (NCCL on "
+                    "GPUs, gloo on CPU).",
+        epilog="overrides (KEY=VALUE, dotted keys, converted to the field's type):\n  "
+               + "\n  ".join(flat_keys())
+               + "\n\nexamples:\n  gaitlib train --model gaitgl --data synthetic --profile smoke\n"
+                 "  gaitlib train --model gaitset --data casia-b --profile paper "
+                 "optimizer.lr=2e-4\n"
+                 "  gaitlib train --model gaitpart --data data/mystore sampling.p=4 seed=1")
+    train.add_argument("--model", required=True, choices=available(), metavar="MODEL",
+                       help=f"model name: {', '.join(available())}")
+    train.add_argument("--data", required=True, metavar="D",
+                       help=f"a store path, or a dataset name under --data-root: "
+                            f"{', '.join(DATASET_NAMES)}")
+    train.add_argument("--data-root", type=Path, default=Path("data"),
+                       help="directory holding named stores (default data)")
+    train.add_argument("--profile", choices=PROFILES, default="cpu",
+                       help="scale: smoke (seconds), cpu (default; minutes on a laptop), paper "
+                            "(the papers' recipes)")
+    train.add_argument("--out", type=Path, default=None,
+                       help="run directory (default runs/MODEL-STORE-PROFILE-seedN)")
+    train.add_argument("--force", action="store_true",
+                       help="replace a finished run (or one with another config) in --out")
+    train.add_argument("--show-config", action="store_true",
+                       help="print the resulting config as JSON and exit")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides, e.g. optimizer.lr=3e-4 sampling.p=4")
+    train.set_defaults(func=_cmd_train)
+
+    ev = commands.add_parser(
+        "eval", help="re-evaluate the final checkpoint of a run",
+        description="Load RUN_DIR's config and its latest checkpoint, extract the test features "
+                    "and print the rank-1 table with bootstrap 95% CIs.")
+    ev.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                    help="a directory made by gaitlib train")
+    ev.add_argument("--bootstrap", type=int, default=None,
+                    help="bootstrap resamples for the CIs (default: the run's eval.bootstrap)")
+    ev.add_argument("--metric", choices=("euc", "cos"), default=None,
+                    help="distance (default: the run's eval.metric)")
+    ev.add_argument("--write", action="store_true",
+                    help="also rewrite RUN_DIR/eval.csv and eval.json")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", type=Path, default=None, help="store directory (default data/DATASET)")
     imp.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                      help="worker processes (default: all cores)")
+    imp.add_argument("--size", type=int, choices=(64, 128), default=64,
+                     help="frame side: 64 (default; 64x44 model input) or 128 (128x88 input)")
     imp.add_argument("--force", action="store_true", help="replace an existing store")
     imp.set_defaults(func=_cmd_import)
+
+    _add_train_parsers(commands)
 
     from gaitlib.report.reproduce import DATASETS, NOTEBOOKS, PROFILES
 

@@ -95,7 +95,8 @@ def extract_features(model: nn.Module, store: Store, items: Sequence[int],
         local = _empty_like_output(model, store, device)
     gathered = gather_varying(local, info).cpu()
     # Shards were items[r::W]; undo the interleaving.
-    order = np.concatenate([np.arange(r, len(items), info.world_size) for r in range(info.world_size)])
+    w = info.world_size
+    order = np.concatenate([np.arange(r, len(items), w) for r in range(w)])
     embeddings = torch.empty_like(gathered)
     embeddings[torch.from_numpy(order)] = gathered
     return Features(embeddings, store.subjects[items], store.conditions[items], store.views[items],

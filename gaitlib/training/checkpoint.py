@@ -1,0 +1,117 @@
+"""Checkpoints: atomic writes, ``weights_only=True`` loads, and the RNG state of every generator.
+
+A checkpoint holds what a resumed run needs to continue exactly where an uninterrupted one
+would: model, optimizer and scheduler state, the iteration, the RNG states (torch CPU/CUDA,
+numpy, python) and the config. The data sampler needs no state: its batches are pure functions of
+(seed, iteration). RNG states are stored as tensors and plain Python values so the file loads
+with ``torch.load(weights_only=True)``, which cannot execute code from a tampered file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "gaitlib-checkpoint"
+VERSION = 1
+_NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
+REQUIRED = ("format", "version", "iteration", "model", "optimizer", "scheduler", "rng", "config")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or not a gaitlib checkpoint."""
+
+
+def checkpoint_path(directory: str | os.PathLike, iteration: int) -> Path:
+    return Path(directory) / f"ckpt-{iteration:08d}.pt"
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of the checkpoints in ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1][1] if found else None
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain values (``weights_only``-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(x) for x in p["state"].tolist()), p["gauss_next"]))
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically: a reader (or a crash) never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True``; any problem raises :class:`CheckpointError`
+    naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable "
+                              f"({type(err).__name__}: {detail}); "
+                              "delete it to resume from an earlier one") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a gaitlib checkpoint")
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+    if payload["version"] != VERSION:
+        raise CheckpointError(f"checkpoint {path} has version {payload['version']}; this gaitlib "
+                              f"reads version {VERSION}")
+    return payload
+
+
+def prune(directory: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` (>= 1) checkpoints."""
+    for _, path in list_checkpoints(directory)[: -max(keep, 1)]:
+        path.unlink(missing_ok=True)

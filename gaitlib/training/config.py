@@ -1,0 +1,345 @@
+"""Typed training configuration: nested dataclasses, strict overrides, strict loading.
+
+A run is fully described by one :class:`TrainConfig`, saved as ``config.json`` in its run
+directory. Every field that can change the result lives here (the device and worker count
+included, for the record), so a config plus a git commit reproduces a run. Overrides are
+``key=value`` strings with dotted keys (``optimizer.lr=3e-4``), converted to the field's
+declared type; an unknown key is an error that lists the valid ones, never a warning, because a
+misspelt key silently ignored is a wrong experiment.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "gaitgl"
+    # Passed to gaitlib.models.build(name, **options); ``num_classes`` is filled from the data
+    # when the model takes it and it is not given.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    store: str = ""  # path of a gaitlib store
+    split: str = ""  # a name from gaitlib.data.splits ('' = the store's dataset default)
+    # Explicit subject lists override the split ("075-099" ranges allowed), e.g. to train on
+    # part of a test-only store.
+    train_subjects: list[str] = field(default_factory=list)
+    test_subjects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SamplingConfig:
+    p: int = 8  # subjects per (global) batch
+    k: int = 8  # sequences per subject
+    mode: str = "ordered"  # ordered | ordered_window | unordered (gaitlib.data.sampling)
+    frames: int = 30
+    window: tuple[int, int] = (30, 40)  # ordered_window only
+    flip: bool = False
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"  # adam | sgd
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+
+
+@dataclass
+class ScheduleConfig:
+    iterations: int = 80000
+    milestones: list[int] = field(default_factory=list)  # MultiStepLR
+    gamma: float = 0.1
+
+
+@dataclass
+class LossConfig:
+    triplet_weight: float = 1.0
+    margin: float = 0.2
+    triplet_self_pairs: bool = False  # True: OpenGait's variant (see gaitlib.losses)
+    ce_weight: float = 0.0
+    label_smoothing: float = 0.0
+    ce_scale: float = 1.0
+    # DDP: compute the triplet loss over the whole global batch (embeddings all-gathered).
+    gather: bool = True
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = True
+    metric: str = "euc"  # euc | cos
+    bootstrap: int = 1000  # resamples for the 95% CIs (0: none)
+    sequences_per_batch: int = 4
+    max_frames: int = 0  # >0: test on the first N frames of each sequence (cheap profiles)
+    max_subjects: int = 0  # >0: test on the first N test subjects only (cheap profiles)
+
+
+@dataclass
+class TrainConfig:
+    profile: str = "cpu"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    amp: bool = True  # bf16 autocast on CUDA; ignored (fp32) on CPU
+    sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP (not available with gloo on CPU)
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2  # older periodic checkpoints are deleted; the last one always kept
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Fields that do not change what a run computes: a resumed run may differ in these.
+NON_RESULT_KEYS = ("workers", "log_every", "keep_checkpoints", "eval.sequences_per_batch")
+
+
+def flat_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """All dotted keys of a config class (``model.options.*`` stands for any model option)."""
+    keys = []
+    for f in fields(cls):
+        hint = _hints(cls)[f.name]
+        if is_dataclass(hint):
+            keys += flat_keys(hint, f"{prefix}{f.name}.")
+        elif f.name == "options" and cls is ModelConfig:
+            keys.append(f"{prefix}options.NAME")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _parse_literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def convert(value: Any, hint: Any, key: str) -> Any:
+    """``value`` (a string from the command line, or a JSON value) as type ``hint``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    try:
+        if hint is Any:
+            return _parse_literal(value) if isinstance(value, str) else value
+        if origin in (typing.Union, types.UnionType):
+            if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+                if type(None) in args:
+                    return None
+            inner = [a for a in args if a is not type(None)]
+            return convert(value, inner[0], key)
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("expected a boolean (true/false)")
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected an integer")
+            text = str(value).strip().replace("_", "")
+            number = float(text) if ("e" in text.lower() or "." in text) else int(text)
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError("expected an integer")
+            return int(number)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if hint is str:
+            return str(value)
+        if origin in (list, tuple):
+            items = _as_items(value)
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                if len(items) != len(args):
+                    raise ValueError(f"expected {len(args)} values")
+                return tuple(convert(v, a, key) for v, a in zip(items, args, strict=True))
+            inner = args[0] if args else Any
+            out = [convert(v, inner, key) for v in items]
+            return tuple(out) if origin is tuple else out
+        if origin is dict:
+            if not isinstance(value, dict):
+                value = _parse_literal(value)
+            if not isinstance(value, dict):
+                raise ValueError("expected a mapping")
+            return dict(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{key}={value!r}: {err}") from None
+    raise ConfigError(f"{key}: unsupported field type {hint!r}")
+
+
+def _as_items(value: Any) -> list:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    text = str(value).strip()
+    if text.startswith(("[", "(")):
+        parsed = _parse_literal(text)
+        if isinstance(parsed, (list, tuple)):
+            return list(parsed)
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _unknown(key: str, cls: type, prefix: str) -> ConfigError:
+    valid = ", ".join(flat_keys(cls, prefix))
+    return ConfigError(f"unknown config key {key!r}; valid keys: {valid}")
+
+
+def set_value(config: TrainConfig, key: str, value: Any) -> None:
+    """Set dotted ``key`` of ``config`` to ``value`` converted to the field's type."""
+    if key == "profile":
+        raise ConfigError("the profile picks the recipe; choose it with --profile (or "
+                          "gaitlib.training.recipe(model, profile)), not as an override")
+    parts = key.split(".")
+    obj: Any = config
+    prefix = ""
+    for i, name in enumerate(parts):
+        cls = type(obj)
+        names = {f.name for f in fields(cls)}
+        if name not in names:
+            raise _unknown(key, TrainConfig, "")
+        hint = _hints(cls)[name]
+        if cls is ModelConfig and name == "options":
+            if i != len(parts) - 2:
+                raise ConfigError(f"{key!r}: model options are set as model.options.NAME=VALUE")
+            _set_model_option(obj, parts[-1], value, key)
+            return
+        if i == len(parts) - 1:
+            if is_dataclass(hint):
+                raise ConfigError(f"{key!r} is a section; set one of its keys: "
+                                  f"{', '.join(flat_keys(hint, key + '.'))}")
+            setattr(obj, name, convert(value, hint, key))
+            return
+        if not is_dataclass(hint):
+            raise _unknown(key, TrainConfig, "")
+        obj = getattr(obj, name)
+        prefix += name + "."
+
+
+def _set_model_option(model: ModelConfig, option: str, value: Any, key: str) -> None:
+    """Model options are checked against the model's signature; the value's type follows the
+    option's default (a literal when the default is None)."""
+    from gaitlib.models import options
+
+    valid = options(model.name)
+    if option not in valid:
+        raise ConfigError(f"unknown option {option!r} for model {model.name!r}; valid: "
+                          f"{', '.join(valid) or '(none)'}")
+    default = valid[option]
+    if isinstance(value, str):
+        if isinstance(default, bool):
+            value = convert(value, bool, key)
+        elif isinstance(default, (int, float, str)):
+            value = convert(value, type(default), key)
+        elif isinstance(default, (list, tuple)):
+            value = [_parse_literal(v) for v in _as_items(value)]
+        else:
+            value = _parse_literal(value)
+    model.options[option] = value
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+    """Apply ``key=value`` strings in order (``model.name`` first, so options check against it)."""
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE; valid keys: "
+                              f"{', '.join(flat_keys())}")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), value.strip()))
+    pairs.sort(key=lambda kv: kv[0] != "model.name")
+    for key, value in pairs:
+        set_value(config, key, value)
+    return config
+
+
+def from_dict(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -> Any:
+    """Rebuild a config from ``to_dict()`` output (config.json); unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = _hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
+                          f"valid keys: {', '.join(flat_keys(cls, prefix))}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if is_dataclass(hint):
+            kwargs[name] = from_dict(value, hint, f"{prefix}{name}.")
+        else:
+            kwargs[name] = convert(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def expand_subjects(items: list[str]) -> list[str]:
+    """``["001-003", "010"]`` -> ``["001", "002", "003", "010"]`` (zero padding kept)."""
+    out: list[str] = []
+    for item in items:
+        if "-" in item:
+            first, last = item.split("-", 1)
+            width = len(first)
+            out += [f"{i:0{width}d}" for i in range(int(first), int(last) + 1)]
+        else:
+            out.append(item)
+    return out
+
+
+def validate(config: TrainConfig) -> None:
+    """Checks that need more than one field, or a value range; raises ConfigError."""
+    from gaitlib.data.sampling import FRAME_MODES
+    from gaitlib.models import available
+
+    if config.model.name not in available():
+        raise ConfigError(f"unknown model {config.model.name!r}; "
+                          f"available: {', '.join(available())}")
+    if config.sampling.mode not in FRAME_MODES or config.sampling.mode == "all":
+        raise ConfigError(f"sampling.mode={config.sampling.mode!r}; "
+                          "valid: ordered, ordered_window, unordered")
+    if config.optimizer.name not in ("adam", "sgd"):
+        raise ConfigError(f"optimizer.name={config.optimizer.name!r}; valid: adam, sgd")
+    if config.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device={config.device!r}; valid: auto, cpu, cuda")
+    if config.eval.metric not in ("euc", "cos"):
+        raise ConfigError(f"eval.metric={config.eval.metric!r}; valid: euc, cos")
+    positive = {"schedule.iterations": config.schedule.iterations, "sampling.p": config.sampling.p,
+                "sampling.k": config.sampling.k, "sampling.frames": config.sampling.frames,
+                "checkpoint_every": config.checkpoint_every, "log_every": config.log_every}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if config.sampling.p < 2 and config.loss.triplet_weight > 0:
+        raise ConfigError("the triplet loss needs sampling.p >= 2 (negatives)")
+    if config.loss.triplet_weight <= 0 and config.loss.ce_weight <= 0:
+        raise ConfigError("no loss: loss.triplet_weight and loss.ce_weight are both 0")

@@ -1,0 +1,96 @@
+"""Per-model training recipes, one per profile (SPEC §4, §5).
+
+``paper`` is each paper's recipe (the baselines' from OpenGait's CASIA-B configs). The cheaper
+profiles keep a model's design (its frame-sampling mode, losses, optimizer type) and shrink only
+the scale: batch, clip length, iterations, and what evaluation looks at.
+
+- ``smoke``: seconds; proves the plumbing (tests, CI). Results are meaningless.
+- ``cpu``: a run of a baseline on the synthetic data in a few minutes on a 2-core laptop: (4,4)
+  batches of 10 frames, 200 iterations, tested on 10 subjects x 15 frames. With so few
+  iterations Adam's learning rate is raised 10x (1e-3) so that the short schedule gets
+  somewhere; the book states this next to every cpu-profile number.
+- ``paper``: the published recipe, for a GPU box and the real data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from gaitlib.training.config import (
+    EvalConfig,
+    LossConfig,
+    ModelConfig,
+    OptimizerConfig,
+    SamplingConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+
+PROFILES = ("smoke", "cpu", "paper")
+
+
+def _paper(model: str, p: int, k: int, mode: str, iterations: int, milestones: list[int],
+           ce: bool, weight_decay: float = 0.0, window: tuple[int, int] = (30, 40),
+           flip: bool = False) -> TrainConfig:
+    return TrainConfig(
+        profile="paper",
+        model=ModelConfig(model),
+        sampling=SamplingConfig(p=p, k=k, mode=mode, frames=30, window=window, flip=flip),
+        optimizer=OptimizerConfig("adam", lr=1e-4, weight_decay=weight_decay),
+        schedule=ScheduleConfig(iterations=iterations, milestones=milestones, gamma=0.1),
+        loss=LossConfig(triplet_weight=1.0, margin=0.2, ce_weight=1.0 if ce else 0.0),
+        eval=EvalConfig(sequences_per_batch=4),
+        checkpoint_every=5000, log_every=100, workers=8)
+
+
+# The papers' recipes. Baselines: OpenGait's CASIA-B configs (GaitSet 40k it, (8,16), 30
+# unordered frames; GaitPart 120k, (8,16), 30 sorted frames of a 30-40 window, LR step at 100k;
+# GaitGL 80k, (8,8), 30 consecutive frames, weight decay 5e-4, 1e-5 after 70k, triplet + CE).
+# Study models: SPEC §4.
+PAPER: dict[str, Callable[[], TrainConfig]] = {
+    "gaitset": lambda: _paper("gaitset", 8, 16, "unordered", 40000, [], ce=False),
+    "gaitpart": lambda: _paper("gaitpart", 8, 16, "ordered_window", 120000, [100000], ce=False),
+    "gaitgl": lambda: _paper("gaitgl", 8, 8, "ordered", 80000, [70000], ce=True, weight_decay=5e-4),
+    "gaitmm": lambda: _paper("gaitmm", 8, 8, "ordered", 80000, [70000], ce=True),
+    "local3d": lambda: _paper("local3d", 8, 16, "ordered_window", 120000, [], ce=True, flip=True),
+    "cstl": lambda: _paper("cstl", 8, 8, "ordered", 100000, [], ce=True),
+}
+
+
+def _scaled(config: TrainConfig, profile: str) -> TrainConfig:
+    """The paper recipe shrunk to ``profile`` (the design fields kept)."""
+    s = config.sampling
+    if profile == "smoke":
+        frames = 6
+        sampling = replace(s, p=2, k=2, frames=frames, window=(frames, frames + 2))
+        schedule = ScheduleConfig(iterations=4, milestones=[3], gamma=0.1)
+        optimizer = replace(config.optimizer, lr=1e-3)
+        evaluation = EvalConfig(bootstrap=50, sequences_per_batch=8, max_frames=6, max_subjects=2)
+        return replace(config, profile="smoke", sampling=sampling, schedule=schedule,
+                       optimizer=optimizer, eval=evaluation, checkpoint_every=2, log_every=1,
+                       workers=0)
+    frames = 10
+    sampling = replace(s, p=4, k=4, frames=frames, window=(frames, frames + 4))
+    schedule = ScheduleConfig(iterations=200, milestones=[150], gamma=0.1)
+    optimizer = replace(config.optimizer, lr=1e-3)
+    # Testing is the bigger cost on a CPU: the first 10 test subjects, 15 frames a sequence.
+    evaluation = EvalConfig(bootstrap=1000, sequences_per_batch=8, max_frames=15, max_subjects=10)
+    return replace(config, profile="cpu", sampling=sampling, schedule=schedule,
+                   optimizer=optimizer, eval=evaluation, checkpoint_every=50, log_every=10,
+                   workers=1)
+
+
+def recipe(model: str, profile: str = "cpu") -> TrainConfig:
+    """The training config of ``model`` under ``profile`` (a fresh object; edit freely)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    from gaitlib.models import available
+
+    if model not in available():
+        raise ValueError(f"unknown model {model!r}; available: {', '.join(available())}")
+    if model not in PAPER:
+        raise ValueError(f"no training recipe for model {model!r}; add one to "
+                         f"gaitlib/training/recipes.py (recipes exist for: {', '.join(PAPER)})")
+    config = PAPER[model]()
+    return config if profile == "paper" else _scaled(config, profile)

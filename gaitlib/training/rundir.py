@@ -1,0 +1,187 @@
+"""The run directory: what a run leaves behind, and the rules for reusing one.
+
+Layout::
+
+    RUN_DIR/config.json        the full TrainConfig
+    RUN_DIR/environment.json   package versions, torch/CUDA, git commit + dirty flag, host, command
+    RUN_DIR/metrics.jsonl      one JSON object per logged iteration
+    RUN_DIR/checkpoints/       ckpt-NNNNNNNN.pt (the last one is the final model)
+    RUN_DIR/eval.csv           rank-1 table (rows NM/BG/CL or miss/discard, views + Mean)
+    RUN_DIR/eval.json          the table, per-row 95% CIs, probe counts
+    RUN_DIR/results.json       written last: the run finished (summary)
+
+A directory with ``results.json`` holds a finished run and is only replaced with ``force``; one
+with a ``config.json`` but no results is an interrupted run and is resumed if its config matches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gaitlib.training.config import NON_RESULT_KEYS, TrainConfig, from_dict
+
+CONFIG, ENVIRONMENT = "config.json", "environment.json"
+METRICS, RESULTS = "metrics.jsonl", "results.json"
+CHECKPOINTS = "checkpoints"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (tmp + os.replace)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / RESULTS).is_file()
+
+
+def load_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a gaitlib run directory (no {CONFIG})")
+    return from_dict(json.loads(path.read_text()))
+
+
+def _comparable(config: dict) -> dict:
+    flat: dict[str, Any] = {}
+
+    def walk(d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "options":
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[prefix + k] = v
+
+    walk(config, "")
+    return {k: v for k, v in flat.items() if k not in NON_RESULT_KEYS}
+
+
+def prepare(run_dir: Path, config: TrainConfig, force: bool) -> bool:
+    """Make ``run_dir`` ready for ``config``; True when an interrupted run is to be resumed.
+
+    Raises FileExistsError for a finished run (without ``force``), a run with another config
+    (without ``force``), or a non-empty directory that is not a run directory (even with
+    ``force``: it is not ours to delete).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not (run_dir / CONFIG).is_file():
+            raise FileExistsError(f"{run_dir} is not empty and is not a gaitlib run directory; "
+                                  "choose another --out")
+        if force:
+            shutil.rmtree(run_dir)
+        elif is_finished(run_dir):
+            raise FileExistsError(f"{run_dir} already holds a finished run; pass --force to "
+                                  "replace it, or `gaitlib eval` it")
+        else:
+            old = json.loads((run_dir / CONFIG).read_text())
+            new = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as on disk
+            new_flat, old_flat = _comparable(new), _comparable(old)
+            diff = sorted(k for k in new_flat.keys() | old_flat.keys()
+                          if new_flat.get(k) != old_flat.get(k))
+            if diff:
+                changes = ", ".join(f"{k}: {old_flat.get(k)!r} -> {new_flat.get(k)!r}"
+                                    for k in diff[:8])
+                raise FileExistsError(f"{run_dir} holds an interrupted run with another config "
+                                      f"({changes}); pass --force to start over")
+            write_json(run_dir / CONFIG, config.to_dict())  # non-result keys may have changed
+            return True
+    (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG, config.to_dict())
+    return False
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        done = subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def environment(world_size: int = 1) -> dict[str, Any]:
+    """What produced a run: code version, packages, hardware."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    packages = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages[name] = dist.version
+    cuda = torch.cuda.is_available()
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "command": sys.argv,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda else [],
+        "cpu_threads": torch.get_num_threads(),
+        "world_size": world_size,
+        "git": {"commit": commit, "dirty": bool(status) if commit else None},
+        "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower())),
+    }
+
+
+def write_environment(run_dir: Path, world_size: int, resumed_at: int | None) -> None:
+    name = ENVIRONMENT if resumed_at is None else f"environment-resumed-{resumed_at:08d}.json"
+    write_json(Path(run_dir) / name, environment(world_size))
+
+
+def truncate_metrics(run_dir: Path, iteration: int) -> None:
+    """Drop log lines past ``iteration`` (written after the checkpoint an interrupted run
+    resumes from), so the log reads as one uninterrupted run."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    with open(Path(run_dir) / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_evaluation(run_dir: Path, result) -> dict:
+    """eval.csv and eval.json from an EvaluationResult; returns the JSON summary."""
+    run_dir = Path(run_dir)
+    result.table.to_csv(run_dir / "eval.csv", float_format="%.4f")
+    summary = {
+        "protocol": result.protocol,
+        "metric": result.metric,
+        "table": {row: {col: _num(v) for col, v in values.items()}
+                  for row, values in result.table.to_dict(orient="index").items()},
+        "ci95": {row: {"low": _num(v["low"]), "high": _num(v["high"])}
+                 for row, v in result.ci.to_dict(orient="index").items()},
+        "bootstrap": result.bootstrap,
+        "n_subjects": result.n_subjects,
+        "n_probes": result.n_probes,
+    }
+    write_json(run_dir / "eval.json", summary)
+    return summary
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return None if value != value else round(value, 4)

@@ -1,0 +1,319 @@
+"""The iteration-based trainer (papers count iterations, not epochs).
+
+One function, :func:`train`, runs a :class:`TrainConfig` in a run directory: single process or
+one rank of a torchrun DDP job (the same code; see :mod:`gaitlib.training.distributed`). It seeds
+everything, composes the losses from the config (models never know their losses), checkpoints
+atomically every ``checkpoint_every`` iterations, resumes an interrupted run bit-identically on
+CPU, and ends with an evaluation under the dataset's protocol.
+
+Distributed losses. Each rank holds P/W subjects of the same global P x K batch. A batch-all
+triplet loss over a rank's shard alone would see only the triplets inside the shard, a different
+(and weaker) loss than the paper's. With ``loss.gather`` (default) every rank all-gathers the
+embeddings with ``torch.distributed.nn.functional.all_gather`` (differentiable) and computes the
+triplet loss over the whole global batch. The backward pass of that gather hands each rank the
+sum over ranks of the gradient for its own samples, i.e. W times the global loss's gradient;
+DDP then averages over the W ranks, so every rank applies exactly the single-process gradient of
+the global batch. The cross-entropy is a mean over each rank's samples and DDP's average makes it
+the global mean. BatchNorm statistics are per rank unless SyncBatchNorm is used (``sync_bn``, on
+CUDA; gloo on CPU has no SyncBatchNorm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from gaitlib.data.sampling import FrameSampling, to_model_input, train_loader
+from gaitlib.data.splits import default_split, split_for
+from gaitlib.data.store import Store
+from gaitlib.losses import batch_all_triplet, part_accuracy, part_cross_entropy
+from gaitlib.training import checkpoint as ckpt
+from gaitlib.training import distributed, rundir
+from gaitlib.training.config import LossConfig, TrainConfig, expand_subjects, validate
+from gaitlib.training.distributed import DistInfo
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    iteration: int
+    finished: bool
+    evaluation: object | None = None  # gaitlib.evaluation.EvaluationResult on the main rank
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_subjects(config: TrainConfig, store: Store) -> tuple[list[str], list[str]]:
+    """Training and test subjects present in ``store``: an explicit list, else the split."""
+    present = set(store.subjects.tolist())
+    if config.data.train_subjects:
+        train = expand_subjects(config.data.train_subjects)
+        test = (expand_subjects(config.data.test_subjects) if config.data.test_subjects
+                else sorted(present - set(train)))
+    else:
+        split = split_for(config.data.split or default_split(store.dataset), store.subjects)
+        train, test = list(split.train), list(split.test)
+    train = [s for s in train if s in present]
+    test = sorted(s for s in test if s in present)
+    if not train:
+        raise ValueError(f"{store.path}: no training subject of the split is in the store "
+                         f"(set data.split or data.train_subjects)")
+    if config.eval.max_subjects > 0:
+        test = test[: config.eval.max_subjects]
+    return train, test
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    from gaitlib.models import build, options
+
+    opts = dict(config.model.options)
+    if "num_classes" in options(config.model.name) and "num_classes" not in opts:
+        opts["num_classes"] = num_classes
+    return build(config.model.name, **opts)
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = config.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                               weight_decay=o.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+
+class LossComposer:
+    """Weighted sum of the configured losses on a model's output (see the module note on DDP)."""
+
+    def __init__(self, config: LossConfig, info: DistInfo):
+        self.config, self.info = config, info
+
+    def __call__(self, out: dict, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        c = self.config
+        total = torch.zeros((), device=labels.device)
+        logs: dict[str, float] = {}
+        if c.triplet_weight > 0:
+            emb, lab = out["embedding"], labels
+            if self.info.enabled and c.gather:
+                emb = distributed.gather_with_grad(emb, self.info)
+                lab = distributed.gather_plain(labels, self.info)
+            tri = batch_all_triplet(emb, lab, c.margin, c.triplet_self_pairs)
+            total = total + c.triplet_weight * tri.loss
+            logs.update(triplet=tri.loss.item(), nonzero=tri.nonzero_fraction.item(),
+                        dist=tri.mean_dist.item())
+        if c.ce_weight > 0:
+            if "logits" not in out:
+                raise ValueError("loss.ce_weight > 0 but the model outputs no 'logits'; "
+                                 "set loss.ce_weight=0")
+            ce = part_cross_entropy(out["logits"], labels, c.label_smoothing, c.ce_scale)
+            total = total + c.ce_weight * ce
+            logs.update(ce=ce.item(), acc=part_accuracy(out["logits"].detach(), labels).item())
+        logs["loss"] = total.item()
+        return total, logs
+
+
+def _sampling(config: TrainConfig) -> FrameSampling:
+    s = config.sampling
+    window = s.window if s.mode == "ordered_window" else (s.frames, s.frames)
+    return FrameSampling(s.mode, s.frames, tuple(window))
+
+
+def _wrap(model: nn.Module, config: TrainConfig, info: DistInfo) -> nn.Module:
+    if not info.enabled:
+        return model
+    if config.sync_bn and info.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    # find_unused_parameters: a model may output what no configured loss uses (GaitGL's logits
+    # with loss.ce_weight=0); the extra graph traversal costs little next to the convolutions.
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+
+def _main_rank_first(info: DistInfo, fn):
+    """Run ``fn`` on the main rank; other ranks wait and fail too if it failed."""
+    result, error = None, None
+    if info.is_main:
+        try:
+            result = fn()
+        except Exception as err:  # re-raised below, after telling the other ranks
+            error = err
+    ok = distributed.broadcast_flag(error is None, info)
+    if error is not None:
+        raise error
+    if not ok:
+        raise RuntimeError("the main rank failed to prepare the run directory (see its error)")
+    return result
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, force: bool = False,
+          stop_after: int | None = None, progress: bool = True,
+          info: DistInfo | None = None) -> RunResult:
+    """Train ``config`` in ``run_dir`` (resuming an interrupted run there) and evaluate.
+
+    ``stop_after``: return after that many iterations (counted from 0, not from the resume
+    point) as if interrupted; used by tests and for staged runs. ``info``: the distributed
+    context (default: from the environment torchrun sets).
+    """
+    validate(config)
+    run_dir = Path(run_dir)
+    info = info or distributed.init(config.device)
+    resume = bool(distributed.broadcast_flag(
+        bool(_main_rank_first(info, lambda: rundir.prepare(run_dir, config, force))), info))
+    distributed.barrier(info)
+
+    store = Store(config.data.store)
+    train_subjects, test_subjects = resolve_subjects(config, store)
+    seed_everything(config.seed)
+    model = build_model(config, num_classes=len(train_subjects)).to(info.device)
+    optimizer = build_optimizer(config, model)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.schedule.milestones,
+                                                     config.schedule.gamma)
+    start, state = 0, None
+    ckpt_dir = run_dir / rundir.CHECKPOINTS
+    latest = ckpt.latest_checkpoint(ckpt_dir) if resume else None
+    if latest is not None:
+        state = ckpt.load_checkpoint(latest)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["iteration"])
+    if info.is_main:
+        if resume:  # drop what an interrupted run logged after its last checkpoint
+            rundir.truncate_metrics(run_dir, start)
+        rundir.write_environment(run_dir, info.world_size, start if start else None)
+
+    total = config.schedule.iterations
+    net = _wrap(model, config, info)
+    losses = LossComposer(config.loss, info)
+    use_amp = config.amp and info.device.type == "cuda"
+    loader = train_loader(store, train_subjects, config.sampling.p, config.sampling.k,
+                          _sampling(config), seed=config.seed, workers=config.workers,
+                          start_iteration=start, flip=config.sampling.flip, rank=info.rank,
+                          world_size=info.world_size)
+    batches = iter(loader)  # draws the DataLoader's base seed: before the RNG restore
+    if state is not None:
+        ckpt.restore_rng(state["rng"])
+    end = total if stop_after is None else min(total, max(stop_after, start))
+    bar = tqdm(total=total, initial=start, desc=f"train {config.model.name}", dynamic_ncols=True,
+               disable=not (progress and info.is_main))
+    net.train()
+    began = tick = time.perf_counter()
+    tick_it = start
+    iteration = start
+    try:
+        for iteration in range(start + 1, end + 1):
+            batch = next(batches)
+            sils = to_model_input(batch["frames"], info.device)
+            labels = batch["labels"].to(info.device)
+            autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if use_amp
+                        else contextlib.nullcontext())
+            with autocast:
+                out = net(sils)
+            loss, logs = losses(out, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            if not np.isfinite(logs["loss"]):
+                raise FloatingPointError(f"loss is {logs['loss']} at iteration {iteration}")
+            bar.update(1)
+            if iteration % config.log_every == 0 or iteration == end:
+                now = time.perf_counter()
+                speed = (iteration - tick_it) / max(now - tick, 1e-9)
+                tick, tick_it = now, iteration
+                means = {k: round(distributed.reduce_mean(v, info), 6) for k, v in logs.items()}
+                record = {"iteration": iteration, "lr": lr, "it_per_s": round(speed, 4), **means}
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.1e}")
+                if info.is_main:
+                    rundir.append_metrics(run_dir, record)
+            if iteration % config.checkpoint_every == 0 or iteration == total:
+                _save(ckpt_dir, iteration, model, optimizer, scheduler, config, info)
+    finally:
+        bar.close()
+        del batches, loader  # stop the persistent workers now, not at garbage collection
+
+    finished = iteration == total
+    if not finished:
+        return RunResult(run_dir, iteration, False)
+    trained = time.perf_counter()
+    result = _final_evaluation(config, model, store, test_subjects, info, run_dir) \
+        if config.eval.enabled else None
+    if info.is_main:
+        summary = {"iterations": total, "finished": True,
+                   "mean": None if result is None else result.table["Mean"].round(4).to_dict(),
+                   # this session's share (a resumed run counts from its resume point)
+                   "train_seconds": round(trained - began, 1),
+                   "eval_seconds": round(time.perf_counter() - trained, 1)}
+        rundir.write_json(run_dir / rundir.RESULTS, summary)
+    distributed.barrier(info)
+    return RunResult(run_dir, total, True, result)
+
+
+def _save(ckpt_dir: Path, iteration: int, model, optimizer, scheduler, config, info) -> None:
+    if info.is_main:
+        ckpt.save_checkpoint(ckpt.checkpoint_path(ckpt_dir, iteration), {
+            "iteration": iteration, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": ckpt.capture_rng(), "config": config.to_dict()})
+        ckpt.prune(ckpt_dir, config.keep_checkpoints)
+    distributed.barrier(info)
+
+
+def _final_evaluation(config, model, store, test_subjects, info, run_dir):
+    result = evaluate_model(config, model, store, test_subjects, info)
+    if info.is_main and result is not None:
+        rundir.write_evaluation(run_dir, result)
+    return result
+
+
+def evaluate_model(config: TrainConfig, model: nn.Module, store: Store, test_subjects: list[str],
+                   info: DistInfo, bootstrap: int | None = None, metric: str | None = None,
+                   progress: bool = False):
+    """Extract the test features (sharded over ranks) and score them on the main rank."""
+    from gaitlib.evaluation import evaluate, protocol_for
+    from gaitlib.evaluation.extract import extract_features
+
+    items = store.select(subjects=test_subjects)
+    if len(items) == 0:
+        raise ValueError(f"{store.path}: no test sequences to evaluate")
+    feats = extract_features(model, store, items, info.device, workers=config.workers,
+                             sequences_per_batch=config.eval.sequences_per_batch,
+                             max_frames=config.eval.max_frames, amp=config.amp, dist_info=info,
+                             progress=progress)
+    if not info.is_main:
+        return None
+    return evaluate(feats.embeddings, feats.subjects, feats.conditions, feats.views,
+                    protocol_for(store.dataset), metric=metric or config.eval.metric,
+                    bootstrap=config.eval.bootstrap if bootstrap is None else bootstrap,
+                    seed=config.seed)
+
+
+def evaluate_run(run_dir: str | Path, *, bootstrap: int | None = None, metric: str | None = None,
+                 write: bool = False, progress: bool = True, info: DistInfo | None = None):
+    """Re-evaluate the final checkpoint of a run directory (``gaitlib eval``)."""
+    run_dir = Path(run_dir)
+    config = rundir.load_config(run_dir)
+    latest = ckpt.latest_checkpoint(run_dir / rundir.CHECKPOINTS)
+    if latest is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
+    state = ckpt.load_checkpoint(latest)
+    info = info or distributed.init(config.device)
+    store = Store(config.data.store)
+    train_subjects, test_subjects = resolve_subjects(config, store)
+    model = build_model(config, num_classes=len(train_subjects)).to(info.device)
+    model.load_state_dict(state["model"])
+    result = evaluate_model(config, model, store, test_subjects, info, bootstrap, metric, progress)
+    if write and info.is_main:
+        rundir.write_evaluation(run_dir, result)
+    return result, int(state["iteration"])
