@@ -66,11 +66,12 @@ def _resolve_store(data: str, data_root: Path) -> Path:
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
+    from gaitlib.data.store import Store
     from gaitlib.training import CheckpointError, apply_overrides, recipe, train
     from gaitlib.training.distributed import init, shutdown
 
     store = _resolve_store(args.data, args.data_root)
-    config = recipe(args.model, args.profile)
+    config = recipe(args.model, args.profile, dataset=Store(store).dataset)
     config.data.store = str(store)
     apply_overrides(config, args.overrides)
     if args.show_config:
