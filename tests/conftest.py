@@ -7,8 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gaitlib.data.store import Store, StoreWriter
+
+# The tests run many tiny ops; one intra-op thread avoids oversubscription on 2-core CI machines.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,6 +29,16 @@ def real_casia_dir() -> Path:
     if not (path / "unpack.py").is_file():
         pytest.skip(f"real CASIA-B copy not found at {path} (set GAITLIB_SHARED_DATA)")
     return path
+
+
+def blob_silhouettes(n: int, frames: int, h: int = 64, w: int = 44, seed: int = 0,
+                     coarse: tuple[int, int] = (8, 6)) -> torch.Tensor:
+    """Blob-like binary silhouettes (n, frames, h, w): upsampled coarse noise, thresholded.
+    Random pixel noise would be an unrealistically hard input for the models' tests."""
+    gen = torch.Generator().manual_seed(seed)
+    low = torch.rand(n * frames, 1, *coarse, generator=gen)
+    x = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")
+    return (x > 0.5).float().reshape(n, frames, h, w)
 
 
 def make_store(path: Path, subjects=("001", "002", "003"), conditions=("nm-01", "nm-02"),

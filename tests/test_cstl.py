@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from gaitlib import models
 from gaitlib.losses import batch_all_triplet, part_cross_entropy
 from gaitlib.models.cstl import CSTL
+from tests.conftest import blob_silhouettes
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -23,11 +23,7 @@ def _one_thread():
 
 
 def _sils(n: int, frames: int, h: int = 64, w: int = 44, seed: int = 0) -> torch.Tensor:
-    """Blob-like binary silhouettes."""
-    gen = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n * frames, 1, 8, 6, generator=gen)
-    x = F.interpolate(coarse, size=(h, w), mode="bilinear")
-    return (x > 0.5).float().reshape(n, frames, h, w)
+    return blob_silhouettes(n, frames, h, w, seed)
 
 
 def _build(**opts) -> CSTL:

@@ -21,6 +21,7 @@ from gaitlib.models.gaitmm import (
     _clip_max_mean,
     gaitmm_parameter_counts,
 )
+from tests.conftest import blob_silhouettes
 
 # Tiny models keep the file fast: 16x12 silhouettes (8 PME strips of 2 rows), narrow widths.
 H, W = 16, 12
@@ -28,11 +29,7 @@ TINY = {"channels": (4, 8, 8), "parts": 16, "num_classes": 4}
 
 
 def _sils(n: int, frames: int, seed: int = 0, h: int = H, w: int = W) -> torch.Tensor:
-    """Blob-like binary silhouettes."""
-    gen = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n * frames, 1, 4, 3, generator=gen)
-    x = F.interpolate(coarse, size=(h, w), mode="bilinear")
-    return (x > 0.5).float().reshape(n, frames, h, w)
+    return blob_silhouettes(n, frames, h, w, seed, coarse=(4, 3))
 
 
 def _tiny(**opts) -> GaitMM:

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from gaitlib import models
 from gaitlib.losses import batch_all_triplet, part_cross_entropy
@@ -18,6 +17,7 @@ from gaitlib.models.local_block import (
     linear_filterbank,
     sample_volume,
 )
+from tests.conftest import blob_silhouettes
 
 H, W = 64, 44
 TINY = {"channels": (4, 8, 8), "num_classes": 3}  # shape tests: tiny widths, same topology
@@ -37,10 +37,7 @@ def _one_thread():
 
 
 def _sils(n: int, frames: int, seed: int = 0, h: int = H, w: int = W) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n * frames, 1, 8, 6, generator=gen)
-    x = F.interpolate(coarse, size=(h, w), mode="bilinear")
-    return (x > 0.5).float().reshape(n, frames, h, w)
+    return blob_silhouettes(n, frames, h, w, seed)
 
 
 def _build(**opts) -> torch.nn.Module:

@@ -11,6 +11,7 @@ from gaitlib.losses import batch_all_triplet, part_cross_entropy
 from gaitlib.models.blocks import GeMHPP, HorizontalPyramidPooling, SeparateFCs, set_max
 from gaitlib.models.gaitgl import GLConv
 from gaitlib.models.gaitpart import FocalConv2d, PartConv1d
+from tests.conftest import blob_silhouettes
 
 H, W = 64, 44
 
@@ -19,11 +20,7 @@ CONTRACT = {"gaitset": (256, 62, None), "gaitpart": (128, 16, None), "gaitgl": (
 
 
 def _sils(n: int, frames: int, seed: int = 0) -> torch.Tensor:
-    """Blob-like binary silhouettes (random noise would be an unrealistically hard input)."""
-    gen = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n * frames, 1, 8, 6, generator=gen)
-    x = F.interpolate(coarse, size=(H, W), mode="bilinear")
-    return (x > 0.5).float().reshape(n, frames, H, W)
+    return blob_silhouettes(n, frames, H, W, seed)
 
 
 def _build(name: str, **opts) -> torch.nn.Module:
