@@ -12,16 +12,6 @@ from gaitlib.models.cstl import CSTL
 from tests.conftest import blob_silhouettes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: CSTL's many small grouped convs spend most of their time in thread
-    hand-offs when the 2 cores are shared (about 6x slower with 2 threads on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _sils(n: int, frames: int, h: int = 64, w: int = 44, seed: int = 0) -> torch.Tensor:
     return blob_silhouettes(n, frames, h, w, seed)
 
