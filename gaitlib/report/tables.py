@@ -1,0 +1,254 @@
+"""Reproduced vs reported accuracies, side by side.
+
+Reported numbers come as a tidy DataFrame, one line per (method, setting, condition) with
+columns ``method``, ``setting``, ``condition``, the probe views as strings (``'000'``, ...)
+and ``Mean`` (``setting`` may be absent). Reproduced numbers are an
+:class:`~gaitlib.evaluation.EvaluationResult` (or anything with ``.table`` and optionally
+``.ci``, such as a recorded result), or a bare table DataFrame (no CI then).
+
+Labels (method, setting, condition) match ignoring case and whitespace, nothing more: a
+typo fails with a ``KeyError`` that lists what there is, instead of silently comparing with
+the wrong line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+# Conditions that stand for "the paper gives only an overall mean" in a reported table.
+OVERALL = ("", "mean", "all", "average", "avg", "overall", "nan", "none")
+DASH = "\N{EM DASH}"
+
+
+def _key(label) -> str:
+    """Case- and whitespace-insensitive form of a label."""
+    return "".join(str(label).split()).casefold()
+
+
+def _table_and_ci(reproduced) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table, ci) from an EvaluationResult-like object or a bare table."""
+    if isinstance(reproduced, pd.DataFrame):
+        table = reproduced
+        ci = None
+    elif hasattr(reproduced, "table"):
+        table, ci = reproduced.table, getattr(reproduced, "ci", None)
+    else:
+        raise TypeError(f"expected an EvaluationResult or a DataFrame, got {type(reproduced).__name__}")
+    if "Mean" not in table.columns:
+        raise ValueError(f"reproduced table has no 'Mean' column (columns: {list(table.columns)})")
+    if ci is None:
+        ci = pd.DataFrame(np.nan, index=table.index, columns=["low", "high"])
+    return table, ci.reindex(index=table.index, columns=["low", "high"])
+
+
+def _check_reported(reported: pd.DataFrame) -> None:
+    missing = [c for c in ("method", "condition", "Mean") if c not in reported.columns]
+    if missing:
+        raise ValueError(f"reported table lacks column(s) {missing}; it has {list(reported.columns)}")
+
+
+def _listing(values) -> str:
+    seen = list(dict.fromkeys(str(v) for v in values))
+    return ", ".join(repr(v) for v in seen) or "(none)"
+
+
+def _select(reported: pd.DataFrame, column: str, label: str, what: str,
+            within: str = "") -> pd.DataFrame:
+    """Rows of ``reported`` whose ``column`` matches ``label``; KeyError listing the choices."""
+    if column not in reported.columns:
+        raise KeyError(f"reported table has no {column!r} column to find {what} {label!r} in")
+    hit = reported[reported[column].map(_key) == _key(label)]
+    if hit.empty:
+        raise KeyError(f"{what} {label!r} not in the reported table{within}; "
+                       f"available: {_listing(reported[column])}")
+    return hit
+
+
+def _by_condition(rows: pd.DataFrame, context: str) -> dict[str, pd.Series]:
+    """Normalised condition -> its one reported line (ValueError if a condition repeats)."""
+    keys = rows["condition"].map(lambda c: "" if pd.isna(c) else _key(c))
+    dup = sorted(set(keys[keys.duplicated()]))
+    if dup:
+        detail = ""
+        if "setting" in rows.columns:
+            detail = f"; settings there: {_listing(rows['setting'])} (pass setting=...)"
+        raise ValueError(f"{context}: condition(s) {dup} appear more than once{detail}")
+    return {k: row for k, (_, row) in zip(keys, rows.iterrows(), strict=True)}
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _ci_text(low: float, high: float, digits: int = 1) -> str:
+    if np.isnan(low) or np.isnan(high):
+        return DASH
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def compare_with_reported(reproduced, reported: pd.DataFrame, method: str,
+                          setting: str | None = None) -> pd.DataFrame:
+    """One line per condition (NM/BG/CL, or miss/discard): the paper's Mean, the reproduced
+    Mean, their difference (reproduced - reported), the reproduced 95% CI and the reproduced
+    per-view accuracies.
+
+    ``method`` (and ``setting``, when the paper reports several, e.g. ``'64x44'``) select
+    the reported lines. Conditions only one side has get NaN on the other side.
+    """
+    _check_reported(reported)
+    table, ci = _table_and_ci(reproduced)
+    rows = _select(reported, "method", method, "method")
+    if setting is not None:
+        rows = _select(rows, "setting", setting, "setting", within=f" for method {method!r}")
+    paper = _by_condition(rows, f"method {method!r}" + (f", setting {setting!r}" if setting else ""))
+
+    views = [c for c in table.columns if c != "Mean"]
+    names = list(table.index)
+    extra = [str(r["condition"]) for k, r in paper.items()
+             if k not in {_key(n) for n in names} and k not in OVERALL]
+    out = []
+    for name in names + extra:
+        line = paper.get(_key(name))
+        rep = table.loc[name] if name in table.index else None
+        reported_mean = _float(line["Mean"]) if line is not None else math.nan
+        reproduced_mean = _float(rep["Mean"]) if rep is not None else math.nan
+        low, high = ci.loc[name] if name in ci.index else (np.nan, np.nan)
+        out.append({"condition": name, "reported": reported_mean, "reproduced": reproduced_mean,
+                    "delta": reproduced_mean - reported_mean, "ci_low": _float(low),
+                    "ci_high": _float(high),
+                    **{v: (_float(rep[v]) if rep is not None else math.nan) for v in views}})
+    df = pd.DataFrame(out).set_index("condition")
+    df.attrs.update(method=str(method), setting=setting)
+    return df
+
+
+def _paper_means(rows: pd.DataFrame, conditions: list[str], label: str) -> dict[str, float]:
+    """Reported Mean per condition, plus 'Mean' (the paper's overall mean if it gives one,
+    else the mean of the per-condition numbers when all of them are there)."""
+    paper = _by_condition(rows, f"ablation row {label!r}")
+    means = {c: _float(paper[_key(c)]["Mean"]) if _key(c) in paper else math.nan
+             for c in conditions}
+    overall = [_float(r["Mean"]) for k, r in paper.items() if k in OVERALL]
+    if overall:
+        means["Mean"] = overall[0]
+    else:
+        vals = list(means.values())
+        means["Mean"] = float(np.mean(vals)) if vals and not np.isnan(vals).any() else math.nan
+    return means
+
+
+def _reported_rows(reported: pd.DataFrame, key: str, method: str | None) -> pd.DataFrame:
+    """Reported lines of one ablation row: ``setting == key`` (within ``method`` if given),
+    or, without a method, ``method == key``."""
+    if method is not None:
+        rows = _select(reported, "method", method, "method")
+        return _select(rows, "setting", key, "ablation row", within=f" for method {method!r}")
+    if "setting" in reported.columns:
+        hit = reported[reported["setting"].map(_key) == _key(key)]
+        if not hit.empty:
+            return hit
+    hit = reported[reported["method"].map(_key) == _key(key)]
+    if hit.empty:
+        settings = _listing(reported["setting"]) if "setting" in reported.columns else "(none)"
+        raise KeyError(f"ablation row {key!r} matches no setting or method in the reported table; "
+                       f"settings: {settings}; methods: {_listing(reported['method'])}")
+    return hit
+
+
+def ablation_table(rows: Mapping[str, object], reported: pd.DataFrame, method: str | None = None,
+                   keys: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One line per ablation row (in ``rows``' order, indexed by its label): for every
+    condition (NM, BG, CL, ...) and for 'Mean' (the mean over conditions) the reproduced
+    mean, its 95% CI as text, the reported number and the difference (reproduced - reported).
+
+    ``rows``: label -> EvaluationResult (or table). A label is looked up in the reported
+    table's ``setting`` column within ``method`` when given; without ``method``, in
+    ``setting`` and then in ``method``. ``keys`` maps labels to different reported names.
+    Where the paper gives only an overall number (a line whose condition is empty or 'Mean'),
+    only the 'Mean' comparison is filled. The Mean's CI is not bootstrapped jointly, so it is
+    left out.
+    """
+    _check_reported(reported)
+    if not rows:
+        raise ValueError("no ablation rows given")
+    keys = dict(keys or {})
+    out = []
+    for label, result in rows.items():
+        table, ci = _table_and_ci(result)
+        conditions = [str(c) for c in table.index]
+        paper = _paper_means(_reported_rows(reported, keys.get(label, label), method), conditions,
+                             label)
+        line: dict[str, object] = {"label": label}
+        for c in conditions:
+            mean = _float(table.loc[c, "Mean"])
+            line[f"{c} reproduced"] = mean
+            line[f"{c} 95% CI"] = _ci_text(_float(ci.loc[c, "low"]), _float(ci.loc[c, "high"]))
+            line[f"{c} reported"] = paper[c]
+            line[f"{c} delta"] = mean - paper[c]
+        mean = float(table["Mean"].mean()) if table["Mean"].notna().all() else math.nan
+        line["Mean reproduced"] = mean
+        line["Mean reported"] = paper["Mean"]
+        line["Mean delta"] = mean - paper["Mean"]
+        out.append(line)
+    df = pd.DataFrame(out).set_index("label")
+    df.attrs.update(method=method)
+    return df
+
+
+def _is_delta(column) -> bool:
+    return "delta" in str(column).casefold() or str(column).startswith("\N{GREEK CAPITAL LETTER DELTA}")
+
+
+def format_comparison(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Strings for display: numbers to ``digits`` decimals, deltas signed, NaN as a dash,
+    ``ci_low``/``ci_high`` merged into one '95% CI' column."""
+    df = df.copy()
+    if {"ci_low", "ci_high"} <= set(df.columns):
+        pos = list(df.columns).index("ci_low")
+        text = [_ci_text(_float(lo), _float(hi), digits) for lo, hi in zip(df["ci_low"], df["ci_high"],
+                                                                           strict=True)]
+        df = df.drop(columns=["ci_low", "ci_high"])
+        df.insert(pos, "95% CI", text)
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        if pd.api.types.is_numeric_dtype(df[col]):
+            fmt = f"{{:+.{digits}f}}" if _is_delta(col) else f"{{:.{digits}f}}"
+            out[col] = [DASH if pd.isna(v) else fmt.format(v) for v in df[col]]
+        else:
+            out[col] = df[col].fillna(DASH).astype(str)
+    out.attrs.update(df.attrs)
+    return out
+
+
+def style_comparison(df: pd.DataFrame, digits: int = 1):
+    """A pandas Styler of a comparison or ablation table for Jupyter Book HTML: one decimal,
+    signed deltas, deltas shaded by sign. Falls back to :func:`format_comparison`'s strings
+    when jinja2 (needed by Styler) is missing."""
+    shown = format_comparison(df, digits)
+    try:
+        styler = shown.style
+    except ImportError:
+        return shown
+    deltas = [c for c in df.columns if _is_delta(c) and c in shown.columns]
+
+    def shade(column: pd.Series) -> list[str]:
+        values = pd.to_numeric(df[column.name], errors="coerce")
+        return ["" if pd.isna(v) else ("color: #1a7f37" if v >= 0 else "color: #b42318")
+                for v in values]
+
+    if deltas:
+        styler = styler.apply(shade, subset=deltas)
+    caption = " ".join(str(v) for v in (df.attrs.get("method"), df.attrs.get("setting")) if v)
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler.set_table_styles([{"selector": "td", "props": "text-align: right;"}])
+
+
+__all__ = ["ablation_table", "compare_with_reported", "format_comparison", "style_comparison"]
