@@ -39,8 +39,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from gaitlib.report.reproduce import reproduce
 
     runs = reproduce(profile=args.profile, data=args.data, data_root=args.data_root,
-                     only=args.only, seed=args.seed, build=not args.no_build)
-    return 0 if all(r.status == "ok" for r in runs) else 1
+                     only=args.only, seed=args.seed, build=not args.no_build,
+                     runs_dir=args.runs_dir, gpus=args.gpus, jobs=args.jobs)
+    # 'skipped' (needs other data) and 'missing' (notebook not written yet) are not failures.
+    return 1 if any(r.status == "failed" for r in runs) else 0
+
+
+def _gpu_list(text: str) -> tuple[str, ...]:
+    ids = _csv_list(text)
+    bad = [g for g in ids if not g.isdigit()]
+    if bad or not ids:
+        raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids such as 0,1,2,3, got {text!r}")
+    return ids
 
 
 DATASET_NAMES = ("synthetic", "casia-b", "oumvlp")
@@ -216,22 +226,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parsers(commands)
 
-    from gaitlib.report.reproduce import DATASETS, NOTEBOOKS, PROFILES
+    from gaitlib.report.reproduce import DATASETS, FINAL, NOTEBOOKS, PROFILES
 
     rep = commands.add_parser(
         "reproduce", help="run the study's notebooks (papermill) and build the book",
-        description="Execute the parameterised notebooks with papermill for one profile and dataset, "
-                    "publish those that succeed into book/ (a failing one is reported and never "
-                    "published), print a table of artifacts with status and time, then build the "
-                    "HTML book (warnings are errors) in _build/html.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Execute the study's parameterised notebooks with papermill for one profile and\n"
+                    "dataset, publish those that succeed into book/ (a failing one is reported and\n"
+                    "never published), print a table of artifacts with status and time, then build\n"
+                    "the HTML book (warnings are errors) in _build/html.\n\n"
+                    "Order: synthetic-data, the artifacts, then " + FINAL + " (it reads the others'\n"
+                    "results). Status: ok; failed; skipped (the artifact needs another dataset);\n"
+                    "missing (no notebook yet). Training runs are cached in --runs-dir and shared\n"
+                    "between artifacts; an interrupted run resumes where it stopped.\n"
+                    "Exit code: 0, 1 when a notebook failed, 2 on bad input or a failed book build.",
+        epilog="examples:\n"
+               "  gaitlib reproduce --profile smoke           # plumbing check, minutes\n"
+               "  gaitlib reproduce                           # the whole book on a CPU\n"
+               "  gaitlib reproduce --only cstl-t3,cstl-t5 --no-build\n"
+               "  gaitlib reproduce --profile paper --data casia-b --data-root /data --gpus 0,1,2,3\n"
+               "\nreal data is imported once beforehand, e.g.\n"
+               "  gaitlib data import casia-b SRC --out /data/casia-b")
     rep.add_argument("--profile", choices=PROFILES, default="cpu",
-                     help="scale of every run: smoke (seconds), cpu (default; the whole book on a "
-                          "laptop), paper (the papers' recipes, for a GPU box)")
+                     help="scale of every run: smoke (seconds per run), cpu (default; the whole book "
+                          "on a laptop), paper (the papers' recipes, for a GPU box)")
     rep.add_argument("--data", choices=DATASETS, default="synthetic",
-                     help="dataset the runs use (default synthetic; real ones must be imported first)")
-    rep.add_argument("--data-root", type=Path, default=Path("data"),
+                     help="dataset of the runs: synthetic (default; generated on first use, with an "
+                          "OU-MVLP-shaped set for the OU-MVLP tables), casia-b or oumvlp (imported "
+                          "beforehand into DATA_ROOT/casia-b or DATA_ROOT/oumvlp; on casia-b the "
+                          "OU-MVLP tables are skipped, on oumvlp the CASIA-B ones)")
+    rep.add_argument("--data-root", type=Path, default=Path("data"), metavar="DATA_ROOT",
                      help="directory holding the dataset stores (default data)")
-    rep.add_argument("--only", type=_csv_list, default=None,
+    rep.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                     help="training-run cache shared by all artifacts (default runs)")
+    rep.add_argument("--gpus", type=_gpu_list, default=None, metavar="IDS",
+                     help="comma-separated GPU ids, e.g. 0,1,2,3: run notebooks in parallel, one "
+                          "per GPU at a time (default: on the CPU, see --jobs)")
+    rep.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="without --gpus: notebooks run N at a time on the CPU, sharing the cores "
+                          "(default: one per core up to 3 cores, else one per two cores; 1 = one "
+                          "after another)")
+    rep.add_argument("--only", type=_csv_list, default=None, metavar="IDS",
                      help=f"comma-separated artifact ids (default all): {', '.join(NOTEBOOKS)}")
     rep.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     rep.add_argument("--no-build", action="store_true", help="run the notebooks, skip the HTML build")

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from gaitlib.cli import main
+from gaitlib.report.artifacts import ARTIFACT_IDS
 from gaitlib.report.reproduce import REPO, reproduce
 
 
@@ -18,10 +19,16 @@ def test_smoke_book_builds(tmp_path):
     shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("_build"))
     for nb in (root / "book").glob("*.ipynb"):
         nb.unlink()  # the smoke run must produce every notebook itself
-    runs = reproduce(profile="smoke", data_root=tmp_path / "data", root=root)
+    runs = reproduce(profile="smoke", data_root=tmp_path / "data", root=root,
+                     runs_dir=tmp_path / "runs")
     assert [r.status for r in runs] == ["ok"] * len(runs), runs
+    assert {r.notebook for r in runs} == {"synthetic-data", "scorecard", *ARTIFACT_IDS}
     html = root / "_build" / "html"
-    assert (html / "book" / "synthetic-data.html").is_file()
+    for page in ("synthetic-data", "scorecard", "reproduction-notes", *ARTIFACT_IDS):
+        assert (html / "book" / f"{page}.html").is_file(), page
+    # every artifact recorded its table for the scorecard
+    for artifact_id in ARTIFACT_IDS:
+        assert (root / "book" / "results" / artifact_id / "synthetic-smoke.json").is_file(), artifact_id
     executed = json.loads((root / "book" / "synthetic-data.ipynb").read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
     assert outputs and not any(o["output_type"] == "error" for o in outputs)

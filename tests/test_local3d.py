@@ -159,6 +159,47 @@ def test_sampling_any_length(t, small_block):
     assert out.shape == (1, 4, t, 8, 6) and torch.isfinite(out).all()
 
 
+def _path_by_path(block: LocalBlock3D, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The block's maths one path at a time (``LocalPath.forward``), then fusion."""
+    return block.fusion(torch.cat([g] + [p(x, g)[0] for p in block.paths.values()], dim=1))
+
+
+@pytest.mark.parametrize(("sampler", "fe", "fe_convs"), [
+    ("mixture", True, 1), ("gaussian", True, 2), ("trilinear", False, 1)])
+@pytest.mark.parametrize("training", [True, False])
+def test_block_runs_its_paths_together_with_the_same_maths(sampler, fe, fe_convs, training):
+    torch.manual_seed(0)
+    block = LocalBlock3D(3, 8, ["head", "arm_r", "leg_l"], sampler, fe, fe_convs).double()
+    block.reset_localization()
+    for m in block.modules():  # scales of both signs, as training may leave them
+        if isinstance(m, torch.nn.BatchNorm3d):
+            torch.nn.init.normal_(m.weight)
+            torch.nn.init.normal_(m.bias)
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    block.train(training)
+    x = torch.rand(2, 3, 5, 16, 11, dtype=torch.float64, requires_grad=True)
+    g = torch.rand(2, 8, 5, 16, 11, dtype=torch.float64)
+    start = {k: v.clone() for k, v in block.state_dict().items()}
+    results = []
+    for forward in (_path_by_path, LocalBlock3D.forward):
+        block.load_state_dict(start)
+        block.zero_grad()
+        x.grad = None
+        out = forward(block, x, g)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum().backward()
+        results.append((out.detach(), x.grad.clone(), {k: p.grad.clone() for k, p in
+                        block.named_parameters()}, {k: v.clone() for k, v in block.state_dict().items()}))
+    (ref, ref_dx, ref_grads, ref_state), (out, dx, grads, state) = results
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(dx, ref_dx, rtol=1e-10, atol=1e-12)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-9, atol=1e-12, msg=name)
+    for name, value in ref_state.items():  # running statistics move the same way
+        torch.testing.assert_close(state[name], value, rtol=1e-12, atol=1e-14, msg=name)
+    assert training == (state["paths.head.localization.convs.0.num_batches_tracked"] == 1)
+
+
 # --------------------------------------------------------------------------- network
 
 

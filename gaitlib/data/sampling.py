@@ -163,9 +163,24 @@ def collate_packed(batch: list) -> dict[str, torch.Tensor]:
             "labels": torch.tensor(labels), "index": torch.tensor(index)}
 
 
-def to_model_input(frames: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 frames -> float in [0, 1] on ``device``."""
-    return frames.to(device, non_blocking=True).float().div_(255.0)
+def to_model_input(frames: torch.Tensor, device: torch.device | str = "cpu",
+                   height: int = 0) -> torch.Tensor:
+    """uint8 frames ``(..., H, W)`` -> float in [0, 1] on ``device``.
+
+    ``height`` > 0 and smaller than ``H``: shrink by the integer factor ``H / height`` with an
+    area (box) average, so 64x44 becomes 32x22 (the ``cpu`` profile) and 128x88 becomes 64x44.
+    """
+    x = frames.to(device, non_blocking=True).float().div_(255.0)
+    h, w = x.shape[-2:]
+    if height <= 0 or height == h:
+        return x
+    if height > h or h % height or w % (h // height):
+        raise ValueError(f"cannot shrink {h}x{w} frames to height {height}: need an integer "
+                         f"factor that divides both sides")
+    f = h // height
+    lead = x.shape[:-2]
+    x = torch.nn.functional.avg_pool2d(x.reshape(-1, 1, h, w), f)
+    return x.reshape(*lead, h // f, w // f)
 
 
 def train_loader(store: Store, subjects: Sequence[str], p: int, k: int,

@@ -64,4 +64,5 @@ def split_for(name: str, subjects=None) -> Split:
 
 def default_split(dataset: str) -> str:
     """The split a store's dataset uses unless told otherwise."""
-    return {"casia-b": "casia-b-lt", "oumvlp": "oumvlp", "synthetic": "synthetic"}[dataset]
+    return {"casia-b": "casia-b-lt", "oumvlp": "oumvlp", "synthetic": "synthetic",
+            "synthetic-oumvlp": "synthetic"}[dataset]

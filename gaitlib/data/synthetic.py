@@ -212,25 +212,41 @@ def _names(given, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+# The OU-MVLP-shaped variant: OU-MVLP's 14 views, two normal walks per view named like
+# OU-MVLP's sequences ('00', '01'), rendered as the walker's nm-01 and nm-02.
+OUMVLP_VIEWS = (*(f"{v:03d}" for v in range(0, 91, 15)), *(f"{v:03d}" for v in range(180, 271, 15)))
+OUMVLP_CONDITIONS = {"00": "nm-01", "01": "nm-02"}
+SHAPES = ("casia-b", "oumvlp")
+
+
 def generate(out: str | os.PathLike, n_subjects: int = 100, seed: int = 0,
              views=CASIA_B_VIEWS, conditions=CASIA_B_CONDITIONS, workers: int | None = None,
              force: bool = False, progress: bool = True, *,
-             difficulty: Difficulty | None = None) -> SynthStats:
+             difficulty: Difficulty | None = None, shape: str = "casia-b") -> SynthStats:
     """Render the synthetic dataset into a store at ``out``.
 
     Subjects are '001'.. (wider if needed), conditions and views use CASIA-B's names. The
     result depends only on ``seed``, the labels and ``difficulty``, never on ``workers``
     (None: all cores). ``difficulty`` is for calibration studies; the default is the
-    calibrated setting.
+    calibrated setting.  ``shape='oumvlp'`` renders OU-MVLP's layout instead (14 views,
+    sequences '00' and '01'; ``views`` and ``conditions`` are then ignored) into a store of
+    dataset ``synthetic-oumvlp``, scored with the OU-MVLP protocol.
     """
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; valid: {', '.join(SHAPES)}")
     if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) \
             or n_subjects < 2:
         raise ValueError(f"n_subjects must be an integer >= 2 (a train and a test half), "
                          f"got {n_subjects!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    views = _names(views, CASIA_B_VIEWS, "view")
-    conditions = _names(conditions, CASIA_B_CONDITIONS, "condition")
+    if shape == "oumvlp":
+        views, conditions, names = OUMVLP_VIEWS, tuple(OUMVLP_CONDITIONS.values()), \
+            {v: k for k, v in OUMVLP_CONDITIONS.items()}
+    else:
+        views = _names(views, CASIA_B_VIEWS, "view")
+        conditions = _names(conditions, CASIA_B_CONDITIONS, "condition")
+        names = {c: c for c in conditions}
     diff = difficulty or Difficulty()
     workers = os.cpu_count() or 1 if workers is None else int(workers)
     if workers < 1:
@@ -240,10 +256,12 @@ def generate(out: str | os.PathLike, n_subjects: int = 100, seed: int = 0,
              for c in conditions for v in views]
     meta = {"generator": "gaitlib.data.synthetic", "generator_version": GENERATOR_VERSION,
             "seed": int(seed), "n_subjects_generated": int(n_subjects), "views": list(views),
-            "conditions": list(conditions), "difficulty": asdict(diff)}
+            "conditions": [names[c] for c in conditions], "difficulty": asdict(diff),
+            "shape": shape}
     start = time.perf_counter()
     frames = dropped = 0
-    with StoreWriter(out, "synthetic", force=force, extra_meta=meta) as writer, \
+    dataset = "synthetic" if shape == "casia-b" else "synthetic-oumvlp"
+    with StoreWriter(out, dataset, force=force, extra_meta=meta) as writer, \
             tqdm(total=len(tasks), desc="synthetic", unit="seq", disable=not progress) as bar:
         if workers == 1:
             results = map(_make, tasks)
@@ -259,7 +277,7 @@ def generate(out: str | os.PathLike, n_subjects: int = 100, seed: int = 0,
                                   "after pretreatment, dropped", stacklevel=2)
                     dropped += 1
                 else:
-                    writer.add(f"{s:0{width}d}", c, v, seq)
+                    writer.add(f"{s:0{width}d}", names[c], v, seq)
                     frames += len(seq)
                 bar.update()
         finally:

@@ -60,10 +60,11 @@ def _loader(store: Store, items: np.ndarray, workers: int, sequences_per_batch: 
 def extract_features(model: nn.Module, store: Store, items: Sequence[int],
                      device: torch.device | str = "cpu", *, workers: int = 0,
                      sequences_per_batch: int = 4, max_frames: int = 0, amp: bool = False,
-                     dist_info=None, progress: bool = False) -> Features:
+                     dist_info=None, progress: bool = False, height: int = 0) -> Features:
     """Embed ``store``'s sequences ``items`` with ``model`` (set to eval mode, restored after).
 
-    ``max_frames`` > 0 keeps only each sequence's first frames. ``amp``: bf16 autocast (CUDA
+    ``max_frames`` > 0 keeps only each sequence's first frames; ``height`` > 0 shrinks the frames
+    to that height (see :func:`gaitlib.data.sampling.to_model_input`). ``amp``: bf16 autocast (CUDA
     only). ``dist_info`` (a :class:`gaitlib.training.distributed.DistInfo`): shard the work
     across ranks and gather; every rank gets the full result.
     """
@@ -82,17 +83,20 @@ def extract_features(model: nn.Module, store: Store, items: Sequence[int],
         loader = _loader(store, shard, workers, sequences_per_batch, max_frames)
         bar = tqdm(loader, desc="extract", disable=not (progress and info.is_main), leave=False)
         for batch in bar:
-            sils = to_model_input(batch["frames"], device)
+            sils = to_model_input(batch["frames"], device, height)
             lengths = batch["lengths"].tolist()
             with autocast:
-                emb = model(sils, lengths=lengths)["embedding"]
+                if len(set(lengths)) == 1:  # equal lengths: one (n, T, h, w) batch, no packing
+                    emb = model(sils.reshape(len(lengths), lengths[0], *sils.shape[-2:]))["embedding"]
+                else:
+                    emb = model(sils, lengths=lengths)["embedding"]
             chunks.append(emb.float())
     finally:
         model.train(was_training)
     if chunks:
         local = torch.cat(chunks)
     else:  # a rank with an empty shard still joins the gather; infer the shape from a probe
-        local = _empty_like_output(model, store, device)
+        local = _empty_like_output(model, store, device, height)
     gathered = gather_varying(local, info).cpu()
     # Shards were items[r::W]; undo the interleaving.
     w = info.world_size
@@ -103,10 +107,11 @@ def extract_features(model: nn.Module, store: Store, items: Sequence[int],
                     items)
 
 
-def _empty_like_output(model: nn.Module, store: Store, device: torch.device) -> torch.Tensor:
+def _empty_like_output(model: nn.Module, store: Store, device: torch.device,
+                       height: int = 0) -> torch.Tensor:
     h, w = store.meta["frame_shape"]
     probe = to_model_input(torch.from_numpy(crop_width(np.zeros((1, 3, h, w), np.uint8)).copy()),
-                           device)
+                           device, height)
     was_training = model.training
     model.eval()
     try:

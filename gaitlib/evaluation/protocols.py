@@ -44,7 +44,8 @@ PROTOCOLS = {
     "oumvlp": Protocol("oumvlp", ("01",), (Row("miss", ("00",)), Row("discard", ("00",), True))),
 }
 
-DATASET_PROTOCOL = {"casia-b": "casia-b", "synthetic": "casia-b", "oumvlp": "oumvlp"}
+DATASET_PROTOCOL = {"casia-b": "casia-b", "synthetic": "casia-b", "oumvlp": "oumvlp",
+                    "synthetic-oumvlp": "oumvlp"}
 
 
 def protocol_for(dataset: str) -> str:

@@ -60,6 +60,9 @@ sums and the arg-max run within one sequence, and packed batches are split befor
 no sequence ever sees another's frames (the authors' loader reuses another sample's frames
 for training clips of <= 15 frames; frame sampling lives in ``gaitlib.data`` here).
 
+``channels`` overrides the variant's four backbone widths and ``resolution`` may also be 32
+(32x22, K=16): the cpu profile uses both (half widths, half resolution; gaitlib.training.recipes).
+
 Hooks (computed anyway, never altering the forward pass): ``ssfl_index`` (n, K), the frame
 SSFL picks for each part (Fig. 7; relative to the start of each sequence) and ``ssfl_scores``
 (n, frames, K; for a packed input (1, sum(lengths), K), laid out like the input), the
@@ -221,12 +224,13 @@ class CSTL(nn.Module):
     def __init__(self, *, variant: str = "casia-b", num_classes: int | None = None,
                  resolution: int = 64, scales: Sequence[str] = SCALES,
                  aggregation: str = "ata", ssfl: bool = True, mste: bool = True,
-                 reading: str = "code"):
+                 reading: str = "code", channels: Sequence[int] | None = None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown CSTL variant {variant!r}; valid: {', '.join(VARIANTS)}")
-        if resolution not in (64, 128):
-            raise ValueError(f"resolution must be 64 (64x44) or 128 (128x88), got {resolution}")
+        if resolution not in (32, 64, 128):
+            raise ValueError(f"resolution must be 64 (64x44), 128 (128x88) or 32 (32x22, the cpu "
+                             f"profile), got {resolution}")
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; "
                              f"valid: {', '.join(AGGREGATIONS)}")
@@ -240,7 +244,9 @@ class CSTL(nn.Module):
         if not mste:  # Table 3's baseline: P as is
             scales = ("frame",)
         cfg = VARIANTS[variant]
-        ch = cfg["channels"]
+        ch = tuple(channels) if channels is not None else cfg["channels"]
+        if len(ch) != 4:
+            raise ValueError(f"CSTL's backbone has four conv layers; got channels {ch}")
         num_classes = cfg["num_classes"] if num_classes is None else int(num_classes)
         self.resolution, self.parts = resolution, resolution // 2
         self.scales = tuple(s for s in SCALES if s in scales)

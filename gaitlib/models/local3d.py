@@ -60,7 +60,7 @@ VARIANTS: dict[str, dict] = {
     "oumvlp": {"channels": (64, 128, 256), "num_classes": 5153},
 }
 HALVING = (0, 2, 3)  # GaitPart's focal strips per block (1, 4, 8)
-STRIPS, PART_DIM, COMPACT_DIM = 16, 256, 256
+PART_DIM, COMPACT_DIM = 256, 256
 
 
 class CompactBlock(nn.Module):
@@ -93,7 +93,9 @@ class Local3DCNN(nn.Module):
     * ``paths``: subset of head, torso, arm_l, arm_r, leg_l, leg_r (Table 5);
     * ``feature_extraction``: FE conv in each local path (Table 5 f); without it the sampled
       volume itself is fused;
-    * ``resolution``: 64 (64x44) or 128 (128x88) input; ``variant``: widths and classes.
+    * ``resolution``: 64 (64x44) or 128 (128x88) input (32: 32x22, the cpu profile's half
+      resolution); ``variant``: widths and classes; ``channels``, ``strips`` override the
+      variant's widths and the 16 horizontal strips (the cpu profile halves both).
 
     Empty ``blocks`` or ``paths`` is the backbone without local blocks (row a of Tables 3, 5).
     """
@@ -102,14 +104,15 @@ class Local3DCNN(nn.Module):
                  blocks: Sequence[int] | None = None, sampler: str = "mixture",
                  paths: Sequence[str] | None = None, feature_extraction: bool = True,
                  resolution: int = 64, authors_code: bool = False,
-                 channels: Sequence[int] | None = None, dropout: float = 0.9):
+                 channels: Sequence[int] | None = None, dropout: float = 0.9, strips: int = 16):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
-        if resolution not in (64, 128):
-            raise ValueError(f"resolution must be 64 (64x44) or 128 (128x88), got {resolution}")
+        if resolution not in (32, 64, 128):
+            raise ValueError(f"resolution must be 64 (64x44), 128 (128x88) or 32 (32x22, the cpu "
+                             f"profile), got {resolution}")
         cfg = VARIANTS[variant]
         ch = tuple(channels) if channels is not None else cfg["channels"]
         if len(ch) != 3:
@@ -142,14 +145,14 @@ class Local3DCNN(nn.Module):
                                  feature_extraction, fe_convs=2 if authors_code else 1)
             for b in self.blocks})
 
-        self.hp = HorizontalPyramidPooling((STRIPS,))  # GaitPart's spatial pooling
-        self.tfa = TemporalFeatureAggregator(ch[-1], STRIPS)  # GaitPart's temporal pooling (MCM)
-        self.fc = SeparateFCs(STRIPS, ch[-1], PART_DIM)  # GLN's linear modules
+        self.hp = HorizontalPyramidPooling((strips,))  # GaitPart's spatial pooling
+        self.tfa = TemporalFeatureAggregator(ch[-1], strips)  # GaitPart's temporal pooling (MCM)
+        self.fc = SeparateFCs(strips, ch[-1], PART_DIM)  # GLN's linear modules
         if authors_code:
             self.compact, self.classifier = None, None
         else:
             num_classes = cfg["num_classes"] if num_classes is None else num_classes
-            self.compact = CompactBlock(STRIPS * PART_DIM, COMPACT_DIM, dropout)
+            self.compact = CompactBlock(strips * PART_DIM, COMPACT_DIM, dropout)
             self.classifier = SeparateFCs(1, COMPACT_DIM, num_classes)
         init_weights(self)
         for block in self.local.values():

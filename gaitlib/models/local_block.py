@@ -51,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import BasicConv3d
@@ -111,30 +112,74 @@ def linear_filterbank(mu: Tensor, size: int, border: bool) -> Tensor:
     return (1 - frac) * (idx == r0).to(mu.dtype) + frac * (idx == r0 + 1).to(mu.dtype)
 
 
-def sample_volume(x: Tensor, mu_x: Tensor, mu_y: Tensor, mu_t: Tensor, sigma2: Tensor,
-                  gamma: Tensor, sampler: str = "mixture") -> Tensor:
-    """Eq. 10: ``V = gamma G_X G_Y T_T I``.
+def locate(raw: Tensor, prior: Tensor, size: Sequence[int]) -> dict[str, Tensor]:
+    """Raw localization output ``(n, P, T, 8)`` of ``P`` paths -> their sampling grids for an
+    input of ``size = (T, H, W)`` (output ``M x N x L = W x H x T``).  ``prior`` ``(P, 4)``
+    holds each path's ``(c_x, c_y, height, width)`` fractions (``PARTS``).  Returns ``mu_x``
+    ``(n, P, T, M)``, ``mu_y`` ``(n, P, T, N)``, ``mu_t`` ``(n, P, L)``, ``sigma2``, ``gamma``
+    ``(n, P)``.
+    """
+    t, h, w = size
+    cx, cy, ph, pw = prior.to(raw.dtype).unbind(-1)  # each (P,)
+    dxy = torch.tanh(raw[..., :2])  # per-frame offsets in (-1, 1)  (eq. 3)
+    seq = raw[..., 2:].mean(dim=-2)  # per-sequence parameters (n, P, 6)
+    dt = torch.tanh(seq[..., 0])
+    sx = pw * torch.exp(seq[..., 1])  # log strides, relative to the part prior (eq. 3)
+    sy = ph * torch.exp(seq[..., 2])
+    st = PRIOR_ST * torch.exp(seq[..., 3])
+    sigma2 = PRIOR_SIGMA**2 * torch.exp(seq[..., 4])  # log variance
+    gamma = torch.sigmoid(seq[..., 5])  # confidence in (0, 1)
+    # Smoothing over the previous two frames (Sec. 4.2), replicate padding at the start.
+    pad = torch.cat([dxy[..., :1, :], dxy[..., :1, :], dxy], dim=-2)
+    dxy = pad[..., 2:, :] + pad[..., 1:-1, :] + pad[..., :-2, :]  # d^t + d^{t-1} + d^{t-2}
+    centre_x = cx.unsqueeze(-1) * w + dxy[..., 0] / 2 * w  # eq. 4 with the smoothed prior centre
+    centre_y = cy.unsqueeze(-1) * h + dxy[..., 1] / 2 * h  # eq. 5
+    centre_t = PRIOR_CT * t + dt / 2 * t  # eq. 6
+    return {"mu_x": grid_positions(centre_x, sx.unsqueeze(-1), w),
+            "mu_y": grid_positions(centre_y, sy.unsqueeze(-1), h),
+            "mu_t": grid_positions(centre_t, st, t),
+            "sigma2": sigma2, "gamma": gamma}
 
-    ``x`` ``(n, C, T, H, W)``; ``mu_x`` ``(n, T, M)`` and ``mu_y`` ``(n, T, N)`` per input frame,
-    ``mu_t`` ``(n, L)``, ``sigma2`` and ``gamma`` ``(n,)``.  Returns ``(n, C, L, N, M)``.
+
+def sample_volumes(x: Tensor, mu_x: Tensor, mu_y: Tensor, mu_t: Tensor, sigma2: Tensor,
+                   gamma: Tensor, sampler: str = "mixture") -> Tensor:
+    """Eq. 10 for ``P`` paths at once: ``V_p = gamma_p G_X G_Y T_T I``.
+
+    ``x`` ``(n, C, T, H, W)``; ``mu_x`` ``(n, P, T, M)`` and ``mu_y`` ``(n, P, T, N)`` per input
+    frame, ``mu_t`` ``(n, P, L)``, ``sigma2`` and ``gamma`` ``(n, P)``.
+    Returns ``(n, P, C, L, N, M)``.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
     _, _, t, h, w = x.shape
-    s2 = sigma2.reshape(-1, 1, 1)
+    s2 = sigma2.unsqueeze(-1).unsqueeze(-1)
     if sampler == "trilinear":
         gx = linear_filterbank(mu_x, w, border=False)
         gy = linear_filterbank(mu_y, h, border=False)
     else:
-        gx = gaussian_filterbank(mu_x, s2, w)  # eq. 7, (n, T, M, W)
-        gy = gaussian_filterbank(mu_y, s2, h)  # eq. 8, (n, T, N, H)
+        gx = gaussian_filterbank(mu_x, s2, w)  # eq. 7, (n, P, T, M, W)
+        gy = gaussian_filterbank(mu_y, s2, h)  # eq. 8, (n, P, T, N, H)
     if sampler == "gaussian":
-        tt = gaussian_filterbank(mu_t, sigma2.reshape(-1, 1), t)  # (n, L, T)
+        tt = gaussian_filterbank(mu_t, sigma2.unsqueeze(-1), t)  # (n, P, L, T)
     else:
         tt = linear_filterbank(mu_t, t, border=True)  # eq. 9
-    v = torch.einsum("ntjq,nctqp,ntip->nctji", gy, x, gx)
-    v = torch.einsum("nlt,nctji->nclji", tt, v)
-    return v * gamma.reshape(-1, 1, 1, 1, 1)
+    # Separable, one axis at a time; x is shared by the paths, so the first product reads it
+    # once for all of them.
+    v = torch.einsum("nctqp,nztip->nzctqi", x, gx)  # (n, P, C, T, H, M)
+    v = torch.einsum("nztjq,nzctqi->nzctji", gy, v)  # (n, P, C, T, N, M)
+    v = torch.einsum("nzlt,nzctji->nzclji", tt, v)  # (n, P, C, L, N, M)
+    return v * gamma.reshape(*gamma.shape, 1, 1, 1, 1)
+
+
+def sample_volume(x: Tensor, mu_x: Tensor, mu_y: Tensor, mu_t: Tensor, sigma2: Tensor,
+                  gamma: Tensor, sampler: str = "mixture") -> Tensor:
+    """Eq. 10: ``V = gamma G_X G_Y T_T I`` for one path.
+
+    ``x`` ``(n, C, T, H, W)``; ``mu_x`` ``(n, T, M)`` and ``mu_y`` ``(n, T, N)`` per input frame,
+    ``mu_t`` ``(n, L)``, ``sigma2`` and ``gamma`` ``(n,)``.  Returns ``(n, C, L, N, M)``.
+    """
+    grid = (mu_x, mu_y, mu_t, sigma2, gamma)
+    return sample_volumes(x, *(g.unsqueeze(1) for g in grid), sampler)[:, 0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,35 +232,106 @@ class LocalPath(nn.Module):
 
     def locate(self, raw: Tensor, size: Sequence[int]) -> dict[str, Tensor]:
         """Raw localization output ``(n, T, 8)`` -> sampling grid for an input of
-        ``size = (T, H, W)`` (output ``M x N x L = W x H x T``)."""
-        t, h, w = size
-        cx, cy, ph, pw = PARTS[self.part]
-        dxy = torch.tanh(raw[..., :2])  # per-frame offsets in (-1, 1)  (eq. 3)
-        seq = raw[..., 2:].mean(dim=1)  # per-sequence parameters (n, 6)
-        dt = torch.tanh(seq[:, 0])
-        sx = pw * torch.exp(seq[:, 1])  # log strides, relative to the part prior (eq. 3)
-        sy = ph * torch.exp(seq[:, 2])
-        st = PRIOR_ST * torch.exp(seq[:, 3])
-        sigma2 = PRIOR_SIGMA**2 * torch.exp(seq[:, 4])  # log variance
-        gamma = torch.sigmoid(seq[:, 5])  # confidence in (0, 1)
-        # Smoothing over the previous two frames (Sec. 4.2), replicate padding at the start.
-        pad = torch.cat([dxy[:, :1], dxy[:, :1], dxy], dim=1)
-        dxy = pad[:, 2:] + pad[:, 1:-1] + pad[:, :-2]  # d^t + d^{t-1} + d^{t-2}
-        centre_x = cx * w + dxy[..., 0] / 2 * w  # eq. 4 with the smoothed prior centre
-        centre_y = cy * h + dxy[..., 1] / 2 * h  # eq. 5
-        centre_t = PRIOR_CT * t + dt / 2 * t  # eq. 6
-        return {"mu_x": grid_positions(centre_x, sx.unsqueeze(1), w),
-                "mu_y": grid_positions(centre_y, sy.unsqueeze(1), h),
-                "mu_t": grid_positions(centre_t, st, t),
-                "sigma2": sigma2, "gamma": gamma}
+        ``size = (T, H, W)`` (output ``M x N x L = W x H x T``); see ``locate``."""
+        prior = torch.tensor([PARTS[self.part]], dtype=raw.dtype, device=raw.device)
+        return {k: v[:, 0] for k, v in locate(raw.unsqueeze(1), prior, size).items()}
 
     def forward(self, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """``x`` block input, ``g`` global output.  Returns (features, volume, grid)."""
+        """``x`` block input, ``g`` global output.  Returns (features, volume, grid).
+        ``LocalBlock3D`` runs all its paths at once instead; this is the one-path form."""
         raw = self.localization(g.detach())  # no gradient into the global path
         grid = self.locate(raw, x.shape[2:])
         vol = sample_volume(x, grid["mu_x"], grid["mu_y"], grid["mu_t"], grid["sigma2"],
                             grid["gamma"], self.sampler)
         return self.feature_extraction(vol), vol, grid
+
+
+# ---------------------------------------------------------------------------------------------
+# All paths of a block at once.  Every path of a block has the same layer shapes, and its
+# localization reads the same global features, so each layer of the P paths runs as one grouped
+# conv (groups = P, the paths' weights concatenated on output channels) over the paths'
+# inputs stacked on channels.  The weights stay in the per-path modules above (same parameters,
+# same checkpoints); only the calls are batched.  The maths is that of ``LocalPath.forward``.
+# ---------------------------------------------------------------------------------------------
+
+def _grouped_conv(z: Tensor, convs: Sequence[nn.Conv3d]) -> Tensor:
+    """The convs of P paths on their inputs stacked on channels, ``(n, P * C_in, ...)``."""
+    c = convs[0]
+    w = torch.cat([m.weight for m in convs])
+    return F.conv3d(z, w, None, c.stride, c.padding, c.dilation, len(convs) * c.groups)
+
+
+def _batch_norm(z: Tensor, bns: Sequence[nn.BatchNorm3d]) -> Tensor:
+    """P paths' BatchNorms on their channels stacked, ``(n, P * C, ...)``: statistics are per
+    channel, so this is each module's own forward, running statistics included."""
+    b0 = bns[0]
+    w, b = torch.cat([m.weight for m in bns]), torch.cat([m.bias for m in bns])
+    mean, var = torch.cat([m.running_mean for m in bns]), torch.cat([m.running_var for m in bns])
+    if not b0.training:
+        return F.batch_norm(z, mean, var, w, b, False, 0.0, b0.eps)
+    for m in bns:
+        m.num_batches_tracked.add_(1)
+    momentum = 1.0 / float(b0.num_batches_tracked) if b0.momentum is None else b0.momentum
+    out = F.batch_norm(z, mean, var, w, b, True, momentum, b0.eps)  # updates mean, var
+    for m, mu, v in zip(bns, mean.chunk(len(bns)), var.chunk(len(bns)), strict=True):
+        m.running_mean.copy_(mu)
+        m.running_var.copy_(v)
+    return out
+
+
+def _shared_batch_norm(g: Tensor, bns: Sequence[nn.BatchNorm3d]) -> tuple[Tensor, Tensor]:
+    """P BatchNorms on the *same* input ``g`` ``(n, C, ...)`` (no gradient), as per-channel
+    affine maps ``a x + b``: returns ``a, b`` ``(P, C)``, updating running statistics as each
+    module's forward would.  The batch statistics of a shared input are computed once."""
+    b0 = bns[0]
+    w, b = torch.stack([m.weight for m in bns]), torch.stack([m.bias for m in bns])
+    if b0.training:
+        var, mean = torch.var_mean(g, dim=[d for d in range(g.dim()) if d != 1], unbiased=False)
+        count = g.numel() // g.shape[1]
+        unbiased = var * count / max(count - 1, 1)
+        for m in bns:
+            m.num_batches_tracked.add_(1)
+            f = 1.0 / float(m.num_batches_tracked) if m.momentum is None else m.momentum
+            m.running_mean.mul_(1 - f).add_(mean, alpha=f)
+            m.running_var.mul_(1 - f).add_(unbiased, alpha=f)
+    else:
+        mean = torch.stack([m.running_mean for m in bns])
+        var = torch.stack([m.running_var for m in bns])
+    a = w * torch.rsqrt(var + b0.eps)
+    return a, b - mean * a
+
+
+def localize_paths(g: Tensor, locs: Sequence[Localization]) -> Tensor:
+    """L (eq. 3) of P paths on the same detached global features ``g`` ``(n, C, T, H, W)``:
+    raw parameters ``(n, P, T, 8)``, path ``p`` equal to ``locs[p](g)``."""
+    p, (n, c, t) = len(locs), g.shape[:3]
+    layers = [loc.convs for loc in locs]
+    pool = layers[0][2]
+    # BN + ReLU + max-pool.  BN of a shared input is an affine map a x + b per path and channel,
+    # and relu(a x + b) is monotone in x, so its window max is relu(a max x + b) (a >= 0) or
+    # relu(a min x + b) (a < 0): pool g once instead of P times the BN's output.
+    a, b = _shared_batch_norm(g, [s[0] for s in layers])
+    a, b = a.reshape(1, p, c, 1, 1, 1), b.reshape(1, p, c, 1, 1, 1)
+    hi = pool(g).unsqueeze(1)  # (n, 1, C, T, H', W')
+    pooled = torch.where(a >= 0, hi, -pool(-g).unsqueeze(1)) if bool((a < 0).any()) else hi
+    z = torch.relu(pooled * a + b).flatten(1, 2)  # (n, P * C, T, H', W')
+    z = torch.relu(_batch_norm(_grouped_conv(z, [s[3] for s in layers]), [s[4] for s in layers]))
+    z = torch.relu(_batch_norm(_grouped_conv(z, [s[6] for s in layers]), [s[7] for s in layers]))
+    z = torch.relu(_grouped_conv(pool(z), [s[10] for s in layers]))
+    z = layers[0][12](z)  # (n, P * hid, T, 2, 2)
+    z = z.reshape(n, p, -1, t, 4).transpose(2, 3).flatten(3)  # (n, P, T, hid * 4)
+    w = torch.stack([loc.fc.weight for loc in locs])  # (P, 8, hid * 4)
+    bias = torch.stack([loc.fc.bias for loc in locs])
+    return torch.einsum("nptk,pok->npto", z, w) + bias.unsqueeze(1)
+
+
+def extract_features(vol: Tensor, fes: Sequence[nn.Sequential]) -> Tensor:
+    """FE (Sec. 3.2.3) of P paths on their volumes ``(n, P, C, L, N, M)``: ``(n, P * C', L, N,
+    M)``, the paths' features concatenated on channels (the volumes themselves without FE)."""
+    z = vol.flatten(1, 2)
+    for k in range(0, len(fes[0]), 2):  # conv + ReLU pairs
+        z = torch.relu(_grouped_conv(z, [fe[k] for fe in fes]))
+    return z
 
 
 class LocalBlock3D(nn.Module):
@@ -232,6 +348,7 @@ class LocalBlock3D(nn.Module):
         super().__init__()
         if not paths:
             raise ValueError("a local block needs at least one local path")
+        self.sampler = sampler
         self.paths = nn.ModuleDict({p: LocalPath(p, in_channels, global_channels, sampler,
                                                  feature_extraction, fe_convs) for p in paths})
         self.branch_channels = {"global": global_channels}
@@ -247,14 +364,19 @@ class LocalBlock3D(nn.Module):
             path.localization.reset_fc()
 
     def forward(self, x: Tensor, g: Tensor) -> Tensor:
-        feats = [g]
-        for name, path in self.paths.items():
-            f, vol, grid = path(x, g)
-            feats.append(f)
-            if self.record:
-                self.recorded[name] = {"volume": vol.detach(),
-                                       **{k: v.detach() for k, v in grid.items()}}
-        return self.fusion(torch.cat(feats, dim=1))
+        """Every path's ``LocalPath.forward``, batched over the paths, then fusion."""
+        paths = list(self.paths.values())
+        raw = localize_paths(g.detach(), [p.localization for p in paths])  # no grad into global
+        prior = torch.tensor([PARTS[name] for name in self.paths], dtype=x.dtype, device=x.device)
+        grid = locate(raw, prior, x.shape[2:])
+        vol = sample_volumes(x, grid["mu_x"], grid["mu_y"], grid["mu_t"], grid["sigma2"],
+                             grid["gamma"], self.sampler)  # (n, P, C_in, T, H, W)
+        feats = extract_features(vol, [p.feature_extraction for p in paths])
+        if self.record:
+            for i, name in enumerate(self.paths):
+                self.recorded[name] = {"volume": vol[:, i].detach(),
+                                       **{k: v[:, i].detach() for k, v in grid.items()}}
+        return self.fusion(torch.cat([g, feats], dim=1))
 
     def fusion_weights(self, absolute: bool = True) -> dict[str, float]:
         """Mean fusion weight per branch (Fig. 4b): the 1x1x1 conv's weights averaged over
@@ -268,5 +390,6 @@ class LocalBlock3D(nn.Module):
         return out
 
 
-__all__ = ["PARTS", "SAMPLERS", "LocalBlock3D", "LocalPath", "Localization", "gaussian_filterbank",
-           "grid_positions", "linear_filterbank", "sample_volume"]
+__all__ = ["PARTS", "SAMPLERS", "LocalBlock3D", "LocalPath", "Localization", "extract_features",
+           "gaussian_filterbank", "grid_positions", "linear_filterbank", "localize_paths", "locate",
+           "sample_volume", "sample_volumes"]

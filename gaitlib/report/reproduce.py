@@ -3,35 +3,57 @@
 A notebook is published into ``book/`` only when it ran without error: a failing notebook is
 reported and the previously published copy (if any) stays, so the book never shows a half-run
 notebook. Volatile metadata (timings, kernel paths) is stripped so published notebooks diff cleanly.
+
+The notebooks run in a fixed order: ``synthetic-data``, one notebook per artifact of
+:data:`gaitlib.report.artifacts.ARTIFACT_IDS`, then ``scorecard``, which reads the others' results
+and so always runs after all of them have finished.  With GPUs (``gpus=``) the artifact notebooks
+run in parallel, one per GPU at a time, each in its own process that sees only its GPU; the run
+cache (:func:`gaitlib.report.runs.ensure_run`) locks each run, so two notebooks asking for the same
+run train it once.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS
+from gaitlib.report.runs import store_path
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "cpu", "paper")
 DATASETS = ("synthetic", "casia-b", "oumvlp")
+DATASET_NAMES = {"synthetic": "synthetic", "casia-b": "CASIA-B", "oumvlp": "OU-MVLP"}
 KERNEL = "gaitlib"
+SHAPES = ("casia-b", "oumvlp")  # the layouts a run can need (see RunSpec.shape)
 
-# Synthetic dataset per profile: smoke is tiny (plumbing only); cpu and paper use the default set.
+# Synthetic dataset per profile and shape: smoke is tiny (plumbing only); cpu and paper use the
+# default set.  The OU-MVLP-shaped set ignores views (it always has OU-MVLP's 14).
 SYNTH_OPTIONS = {
-    "smoke": dict(n_subjects=8, views=("000", "054", "090", "126", "180")),
-    "cpu": dict(n_subjects=100),
-    "paper": dict(n_subjects=100),
+    ("smoke", "casia-b"): dict(n_subjects=8, views=("000", "054", "090", "126", "180")),
+    ("cpu", "casia-b"): dict(n_subjects=100),
+    ("paper", "casia-b"): dict(n_subjects=100),
+    ("smoke", "oumvlp"): dict(n_subjects=8),
+    ("cpu", "oumvlp"): dict(n_subjects=100),
+    ("paper", "oumvlp"): dict(n_subjects=100),
 }
 
 # Notebook id -> source notebook (under notebooks/). The published copy is book/<id>.ipynb.
-NOTEBOOKS = {
-    "synthetic-data": "synthetic-data.ipynb",
-}
+# The order is the running order; "scorecard" must stay last.
+NOTEBOOKS = {nb_id: f"{nb_id}.ipynb" for nb_id in ("synthetic-data", *ARTIFACT_IDS, "scorecard")}
+FINAL = "scorecard"
+
+STATUSES = ("ok", "failed", "skipped", "missing")
 
 
 class BookBuildError(RuntimeError):
@@ -41,30 +63,104 @@ class BookBuildError(RuntimeError):
 @dataclass
 class NotebookRun:
     notebook: str
-    status: str  # "ok", "failed", "skipped"
+    status: str  # "ok", "failed", "skipped" (cannot run on this data), "missing" (no source notebook)
     seconds: float
     message: str = ""
 
 
-def synthetic_store_path(data_root: Path, profile: str) -> Path:
-    return Path(data_root) / ("synthetic-smoke" if profile == "smoke" else "synthetic")
+@dataclass(frozen=True)
+class Worker:
+    """One slot of the parallel pool: the ``device`` parameter its notebooks get and the extra
+    environment of their process (``CUDA_VISIBLE_DEVICES`` for a GPU)."""
+
+    name: str
+    device: str
+    env: dict[str, str] = field(default_factory=dict)
 
 
-def ensure_synthetic(data_root: Path, profile: str, seed: int = 0) -> Path:
-    """Generate the profile's synthetic store unless it is already there."""
+def gpu_workers(gpus: Sequence[int | str]) -> list[Worker]:
+    """One worker per GPU id; its process sees only that GPU, so the notebooks use device 'cuda'
+    (the training code maps 'cuda' to the first visible GPU)."""
+    workers = []
+    for gpu in gpus:
+        text = str(gpu).strip()
+        if not text.isdigit():
+            raise ValueError(f"GPU ids are non-negative integers (e.g. 0,1,2,3), got {gpu!r}")
+        workers.append(Worker(f"gpu{text}", "cuda", {"CUDA_VISIBLE_DEVICES": text}))
+    if not workers:
+        raise ValueError("--gpus needs at least one GPU id, e.g. --gpus 0,1")
+    return workers
+
+
+def cpu_workers(jobs: int | None = None) -> list[Worker]:
+    """``jobs`` CPU workers splitting the cores between them (``None``: as many jobs as cores on a
+    small machine, two cores per job from 4 cores up). Small convolutions use two threads poorly,
+    so two single-thread notebooks finish sooner than one two-thread notebook at a time."""
+    cores = os.cpu_count() or 1
+    if jobs is None:
+        jobs = cores if cores < 4 else cores // 2
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    threads = str(max(1, cores // jobs))
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    return [Worker(f"cpu{i}", "cpu", env) for i in range(jobs)]
+
+
+def synthetic_store_path(data_root: Path, profile: str, shape: str = "casia-b") -> Path:
+    return store_path("synthetic", data_root, profile, shape)
+
+
+def ensure_synthetic(data_root: Path, profile: str, seed: int = 0, shape: str = "casia-b") -> Path:
+    """Generate the profile's synthetic store of ``shape`` unless it is already there."""
     from gaitlib.data.store import Store, StoreError
     from gaitlib.data.synthetic import generate
 
-    path = synthetic_store_path(data_root, profile)
+    path = synthetic_store_path(data_root, profile, shape)
     try:
         Store(path)
         return path
     except StoreError:
         pass
-    print(f"generating the {profile} synthetic dataset in {path} ...", flush=True)
-    stats = generate(path, seed=seed, force=path.exists(), **SYNTH_OPTIONS[profile])
+    print(f"generating the {profile} {DATASET_NAMES.get(shape, shape)}-shaped synthetic dataset in "
+          f"{path} ...", flush=True)
+    stats = generate(path, seed=seed, force=path.exists(), shape=shape, **SYNTH_OPTIONS[profile, shape])
     print(stats.summary(), flush=True)
     return path
+
+
+def check_real_store(data: str, data_root: Path) -> Path:
+    """The imported store of real dataset ``data`` under ``data_root``; raises with how to make it."""
+    from gaitlib.data.store import Store, StoreError
+
+    path = store_path(data, data_root, "cpu")
+    how = f"import your copy with `gaitlib data import {data} SRC --out {path}`"
+    if not (path / "meta.json").is_file():
+        raise FileNotFoundError(f"--data {data} expects a {DATASET_NAMES[data]} store at {path} "
+                                f"(no {path / 'meta.json'}); {how}")
+    try:
+        dataset = Store(path).dataset
+    except StoreError as err:
+        raise ValueError(f"{path} is not a readable gaitlib store ({err}); {how}") from err
+    if dataset != data:
+        raise ValueError(f"--data {data} expects a {DATASET_NAMES[data]} store at {path}, but it "
+                         f"holds a {dataset!r} store; {how}")
+    return path
+
+
+def skip_reason(notebook_id: str, data: str) -> str:
+    """Why ``notebook_id`` cannot run on ``data`` ('' when it can).
+
+    On synthetic data every artifact runs (OU-MVLP artifacts use the OU-MVLP-shaped synthetic set);
+    on a real dataset an artifact needs that dataset's layout for every one of its runs.
+    """
+    if data == "synthetic" or notebook_id not in ARTIFACTS:
+        return ""
+    shapes = {row.shape for row in ARTIFACTS[notebook_id].rows}
+    other = sorted(shapes - {data})
+    if not other:
+        return ""
+    names = " and ".join(DATASET_NAMES[s] for s in other)
+    return f"needs {names} data (--data {' / '.join(other)}); not run on --data {data}"
 
 
 def ensure_kernel() -> None:
@@ -103,25 +199,109 @@ def _portable(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
-def run_notebook(notebook_id: str, parameters: dict, out_dir: Path) -> NotebookRun:
-    """Execute one notebook; on success publish it to ``out_dir / <id>.ipynb``."""
+def declared_parameters(src: Path) -> set[str]:
+    """Names in the notebook's ``parameters`` cell (empty when it has none)."""
+    from papermill import inspect_notebook
+
+    return set(inspect_notebook(str(src)))
+
+
+def _error_message(err: Exception) -> str:
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename:  # PapermillExecutionError: the notebook's own exception
+        cell = getattr(err, "exec_count", None)
+        return f"{ename}: {evalue}" + (f" (cell [{cell}])" if cell is not None else "")
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else type(err).__name__
+
+
+def run_notebook(notebook_id: str, parameters: dict, out_dir: Path, src: Path | None = None) -> NotebookRun:
+    """Execute one notebook in this process; on success publish it to ``out_dir / <id>.ipynb``.
+
+    Only the parameters that the notebook's ``parameters`` cell declares are passed.
+    """
     import papermill
 
-    src = REPO / "notebooks" / NOTEBOOKS[notebook_id]
+    src = Path(src) if src is not None else REPO / "notebooks" / NOTEBOOKS[notebook_id]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         executed = Path(tmp) / f"{notebook_id}.ipynb"
         try:
-            papermill.execute_notebook(str(src), str(executed), parameters=parameters,
+            declared = declared_parameters(src)
+            papermill.execute_notebook(str(src), str(executed),
+                                       parameters={k: v for k, v in parameters.items() if k in declared},
                                        kernel_name=KERNEL, cwd=str(REPO), progress_bar=False)
         except Exception as err:  # papermill raises PapermillExecutionError and others
-            first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-            return NotebookRun(notebook_id, "failed", time.perf_counter() - start, first_line[:200])
+            return NotebookRun(notebook_id, "failed", time.perf_counter() - start, _error_message(err)[:200])
         strip_volatile(executed)
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(executed, out_dir / f".{notebook_id}.ipynb.tmp")
         os.replace(out_dir / f".{notebook_id}.ipynb.tmp", out_dir / f"{notebook_id}.ipynb")
     return NotebookRun(notebook_id, "ok", time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One notebook to execute: its id, source, the parameters on offer (the device is added per
+    worker) and where it is published."""
+
+    notebook: str
+    src: Path
+    parameters: dict
+    out_dir: Path
+
+
+def _run_in_subprocess(job: Job, worker: Worker) -> NotebookRun:
+    """Execute ``job`` in a fresh process with the worker's environment (its GPU only)."""
+    start = time.perf_counter()
+    parameters = {**job.parameters, "device": worker.device}
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "job.json"
+        result = Path(tmp) / "result.json"
+        spec.write_text(json.dumps({"notebook": job.notebook, "src": str(job.src), "parameters": parameters,
+                                    "out_dir": str(job.out_dir), "result": str(result)}))
+        env = {**os.environ, **worker.env}
+        proc = subprocess.run([sys.executable, "-m", "gaitlib.report.reproduce", str(spec)], env=env,
+                              cwd=REPO, capture_output=True, text=True)
+        if result.is_file():
+            run = NotebookRun(**json.loads(result.read_text()))
+        else:  # the child died before it could report (import error, killed, out of memory)
+            tail = (proc.stderr or proc.stdout).strip().splitlines()
+            run = NotebookRun(job.notebook, "failed", 0.0,
+                              f"worker process exited with code {proc.returncode}: "
+                              f"{tail[-1] if tail else 'no output'}"[:200])
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def execute_all(jobs: Sequence[Job], workers: Sequence[Worker] | None = None,
+                device: str = "auto") -> list[NotebookRun]:
+    """Execute ``jobs``: in order in this process (no workers, every notebook gets ``device``), or
+    in parallel with one job per worker at a time, each in its own process.  A failing notebook
+    never stops the others.  Results come back in the order of ``jobs``."""
+    if not workers:
+        runs = []
+        for job in jobs:
+            print(f"running {job.notebook} ...", flush=True)
+            runs.append(run_notebook(job.notebook, {**job.parameters, "device": device}, job.out_dir,
+                                     job.src))
+        return runs
+    free: queue.Queue[Worker] = queue.Queue()
+    for worker in workers:
+        free.put(worker)
+
+    def one(job: Job) -> NotebookRun:
+        worker = free.get()  # the pool has as many threads as workers, so one is always free
+        try:
+            print(f"running {job.notebook} on {worker.name} ...", flush=True)
+            run = _run_in_subprocess(job, worker)
+            print(f"{job.notebook}: {run.status} ({run.seconds:.1f} s)", flush=True)
+            return run
+        finally:
+            free.put(worker)
+
+    with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+        return list(pool.map(one, jobs))
 
 
 def build_book(root: Path = REPO) -> int:
@@ -132,35 +312,84 @@ def build_book(root: Path = REPO) -> int:
     return subprocess.run(cmd, cwd=root).returncode
 
 
+def select(only: Sequence[str] | None) -> list[str]:
+    """The notebooks to run, in running order (``scorecard`` last); a ValueError lists valid ids."""
+    if not only:
+        return list(NOTEBOOKS)
+    unknown = [n for n in only if n not in NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"unknown artifact id(s) {', '.join(unknown)}; valid: {', '.join(NOTEBOOKS)}")
+    return [n for n in NOTEBOOKS if n in set(only)]
+
+
 def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Path = "data",
-              only: list[str] | None = None, seed: int = 0, build: bool = True,
-              root: Path = REPO) -> list[NotebookRun]:
+              only: Sequence[str] | None = None, seed: int = 0, build: bool = True,
+              root: Path = REPO, runs_dir: str | Path = "runs", gpus: Sequence[int | str] | None = None,
+              notebooks_dir: Path | None = None, workers: Sequence[Worker] | None = None,
+              jobs: int | None = None) -> list[NotebookRun]:
     """Run the selected notebooks for a profile and dataset, publish the ones that pass, build the book.
 
     ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/``: the repository by default; tests
-    point it at a copy so a smoke build never overwrites the published notebooks.
+    point it at a copy so a smoke build never overwrites the published notebooks.  Source notebooks
+    are ``notebooks_dir/<id>.ipynb`` (default the repository's ``notebooks/``); a missing one is
+    reported as 'missing'.  ``gpus`` (ids) runs the notebooks in parallel, one per GPU;
+    without GPUs, ``jobs`` notebooks run at once on the CPU (default: see :func:`cpu_workers`;
+    ``jobs=1`` runs them one by one in this process).  ``workers`` overrides the pool (tests).
+    Raises ValueError for unknown names and FileNotFoundError / ValueError when a real dataset's
+    store is absent or of another dataset, before any notebook runs; BookBuildError when the build
+    fails.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
-    selected = list(only) if only else list(NOTEBOOKS)
-    unknown = [n for n in selected if n not in NOTEBOOKS]
-    if unknown:
-        raise ValueError(f"unknown artifact id(s) {', '.join(unknown)}; valid: {', '.join(NOTEBOOKS)}")
+    selected = select(only)
+    if workers is None and gpus:
+        workers = gpu_workers(gpus)
+    elif workers is None and jobs != 1:
+        workers = cpu_workers(jobs)
+        if len(workers) == 1:
+            workers = None
     data_root = Path(data_root)
-    synthetic = ensure_synthetic(data_root, profile, seed)
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else REPO / "notebooks"
+
+    # Data first, so a wrong --data-root fails before hours of notebooks.
+    if data != "synthetic":
+        check_real_store(data, data_root)
+    synthetic = synthetic_store_path(data_root, profile)
+    if data == "synthetic" or "synthetic-data" in selected:
+        synthetic = ensure_synthetic(data_root, profile, seed)
+    if data == "synthetic":
+        ensure_synthetic(data_root, profile, seed, shape="oumvlp")
     ensure_kernel()
+
+    # Everything a notebook may declare; each gets only the names its parameters cell has.
     parameters = dict(profile=profile, data=data, data_root=_portable(data_root),
-                      synthetic_store=_portable(synthetic), seed=seed,
-                      real_store=_portable(data_root / "casia-b"),
-                      results_dir=_portable(Path(root) / "book" / "results"))
+                      runs_dir=_portable(Path(runs_dir)), seed=seed,
+                      results_dir=_portable(Path(root) / "book" / "results"),
+                      synthetic_store=_portable(synthetic),
+                      real_store=_portable(data_root / "casia-b"))
     out_dir = Path(root) / "book"
-    runs = []
+    started = time.perf_counter()
+    results: dict[str, NotebookRun] = {}
+    jobs: list[Job] = []
     for notebook_id in selected:
-        print(f"running {notebook_id} ...", flush=True)
-        runs.append(run_notebook(notebook_id, parameters, out_dir))
-    print(format_runs(runs))
+        src = notebooks_dir / NOTEBOOKS[notebook_id]
+        reason = skip_reason(notebook_id, data)
+        if reason:
+            results[notebook_id] = NotebookRun(notebook_id, "skipped", 0.0, reason)
+        elif not src.is_file():
+            results[notebook_id] = NotebookRun(notebook_id, "missing", 0.0, f"no notebook {_portable(src)}")
+        else:
+            jobs.append(Job(notebook_id, src, parameters, out_dir))
+    # The scorecard reads every other artifact's results: it starts when all of them are done.
+    first = [j for j in jobs if j.notebook != FINAL]
+    last = [j for j in jobs if j.notebook == FINAL]
+    for batch in (first, last):
+        for run in execute_all(batch, workers):
+            results[run.notebook] = run
+    runs = [results[n] for n in selected]
+    print(format_runs(runs, time.perf_counter() - started))
     if build:
         code = build_book(Path(root))
         if code:
@@ -168,8 +397,25 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     return runs
 
 
-def format_runs(runs: list[NotebookRun]) -> str:
+def format_runs(runs: Sequence[NotebookRun], wall: float | None = None) -> str:
+    """The status table: one line per notebook, then a total (wall-clock seconds when given)."""
     width = max([len(r.notebook) for r in runs] + [8])
     lines = [f"{'artifact':<{width}}  status   seconds  message"]
     lines += [f"{r.notebook:<{width}}  {r.status:<7} {r.seconds:8.1f}  {r.message}" for r in runs]
+    counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES
+                       if any(r.status == s for r in runs))
+    total = sum(r.seconds for r in runs) if wall is None else wall
+    lines.append(f"{'total':<{width}}  {'':<7} {total:8.1f}  {len(runs)} notebooks: {counts or 'none'}")
     return "\n".join(lines)
+
+
+def _child(spec_path: str) -> int:
+    """Worker-process entry: execute one notebook (see ``_run_in_subprocess``), write the result."""
+    spec = json.loads(Path(spec_path).read_text())
+    run = run_notebook(spec["notebook"], spec["parameters"], Path(spec["out_dir"]), Path(spec["src"]))
+    Path(spec["result"]).write_text(json.dumps(asdict(run)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1]))

@@ -38,6 +38,9 @@ class DataConfig:
     # part of a test-only store.
     train_subjects: list[str] = field(default_factory=list)
     test_subjects: list[str] = field(default_factory=list)
+    # Model input height: 0 = the store's own (64 -> 64x44, 128 -> 128x88); smaller values shrink
+    # the frames by an integer factor at load time (the cpu profile runs at half resolution).
+    resolution: int = 0
 
 
 @dataclass

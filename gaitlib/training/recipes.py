@@ -1,14 +1,15 @@
 """Per-model training recipes, one per profile (SPEC §4, §5).
 
 ``paper`` is each paper's recipe (the baselines' from OpenGait's CASIA-B configs). The cheaper
-profiles keep a model's design (its frame-sampling mode, losses, optimizer type) and shrink only
-the scale: batch, clip length, iterations, and what evaluation looks at.
+profiles keep a model's design (its modules and depth, frame-sampling mode, losses, optimizer
+type) and shrink the scale:
 
 - ``smoke``: seconds; proves the plumbing (tests, CI). Results are meaningless.
-- ``cpu``: a run of a baseline on the synthetic data in a few minutes on a 2-core laptop: (4,4)
-  batches of 10 frames, 200 iterations, tested on 10 subjects x 15 frames. With so few
-  iterations Adam's learning rate is raised 10x (1e-3) so that the short schedule gets
-  somewhere; the book states this next to every cpu-profile number.
+- ``cpu``: sized so that all 37 runs of the book's 17 artifacts fit in about 25 minutes on a
+  2-core laptop: half input resolution, half channel widths and half as many horizontal strips
+  (:func:`cheap_model_options`), (4, 4) batches of 8 frames, 60 iterations, tested on the first
+  10 test subjects x 10 frames.  With so few iterations Adam's learning rate is raised 10x
+  (1e-3).  The book states this next to every cpu-profile number.
 - ``paper``: the published recipe, for a GPU box and the real data.
 """
 
@@ -65,18 +66,68 @@ _CHEAP = {
                   eval=EvalConfig(bootstrap=50, sequences_per_batch=8, max_frames=6, max_subjects=2),
                   checkpoint_every=2, log_every=1, workers=0),
     # Testing is the bigger cost on a CPU: the first 10 test subjects, 15 frames a sequence.
-    "cpu": dict(p=4, k=4, frames=10, window_extra=4, iterations=200, milestone=150,
-                eval=EvalConfig(bootstrap=1000, sequences_per_batch=8, max_frames=15, max_subjects=10),
+    "cpu": dict(p=4, k=4, frames=8, window_extra=4, iterations=60, milestone=45,
+                eval=EvalConfig(bootstrap=1000, sequences_per_batch=32, max_frames=10, max_subjects=10),
                 checkpoint_every=50, log_every=10, workers=1),
 }
+
+
+def _variant_default(model: str, options: dict, key: str):
+    """A model option's value: given explicitly, else the model's variant table or default."""
+    if options.get(key) is not None:
+        return options[key]
+    import importlib
+
+    from gaitlib.models import options as model_options
+
+    module = importlib.import_module(f"gaitlib.models.{model}")
+    variants = getattr(module, "VARIANTS", None)
+    if variants is not None and key in variants[options.get("variant", "casia-b")]:
+        return variants[options.get("variant", "casia-b")][key]
+    return model_options(model)[key]
+
+
+def _halve(values) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(max(1, int(v) // 2) for v in values))
+
+
+def cheap_model_options(model: str, options: dict | None = None) -> tuple[dict, int]:
+    """What the cheap profiles change in a model: ``(options, input height)``.
+
+    Half the input resolution (a 64x44 row runs at 32x22, a 128x88 row at 64x44, so the papers'
+    resolution comparisons keep their 2x ratio), half the channel widths, and half as many
+    horizontal strips or pyramid bins, so each strip still covers the same body rows.  Depth,
+    modules, losses and sampling stay the paper's.  The book states this beside every number.
+    """
+    opts = dict(options or {})
+    height = int(opts.get("resolution", 64)) // 2
+    if "resolution" in _model_option_names(model):
+        opts["resolution"] = height
+    widths = _variant_default(model, opts, "channels")
+    opts["channels"] = tuple(max(1, int(c) // 2) for c in widths)
+    strips = {"gaitset": "bins", "gaitpart": "parts", "gaitgl": "parts", "gaitmm": "parts",
+              "local3d": "strips"}.get(model)
+    if strips is not None:
+        value = _variant_default(model, opts, strips)
+        opts[strips] = _halve(value) if isinstance(value, (tuple, list)) else max(1, int(value) // 2)
+    return opts, height
+
+
+def _model_option_names(model: str) -> set[str]:
+    from gaitlib.models import options as model_options
+
+    return set(model_options(model))
 
 
 def _scaled(config: TrainConfig, profile: str) -> TrainConfig:
     """The paper recipe shrunk to ``profile`` (the design fields kept)."""
     c = _CHEAP[profile]
     frames = c["frames"]
+    options, height = cheap_model_options(config.model.name, config.model.options)
     return replace(
         config, profile=profile,
+        model=replace(config.model, options=options),
+        data=replace(config.data, resolution=height),
         sampling=replace(config.sampling, p=c["p"], k=c["k"], frames=frames,
                          window=(frames, frames + c["window_extra"])),
         schedule=ScheduleConfig(iterations=c["iterations"], milestones=[c["milestone"]], gamma=0.1),
@@ -102,10 +153,13 @@ PAPER_OUMVLP: dict[str, Callable[[], TrainConfig]] = {
 }
 
 
-def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b") -> TrainConfig:
+def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
+           options: dict | None = None) -> TrainConfig:
     """The training config of ``model`` under ``profile`` for a store of ``dataset`` (a fresh
     object; edit freely). ``oumvlp`` takes the paper's OU-MVLP recipe (scaled for cheap profiles);
-    ``casia-b`` and ``synthetic`` the CASIA-B one."""
+    ``casia-b`` and ``synthetic`` the CASIA-B one.  ``options`` are the model options of the run
+    at the paper's scale (an ablation row, ``resolution=128``); cheap profiles scale them with
+    :func:`cheap_model_options`."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     from gaitlib.models import available
@@ -122,4 +176,14 @@ def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b") -> TrainC
         config = PAPER_OUMVLP[model]()
     else:
         config = PAPER[model]()
+    if options:
+        from gaitlib.models import options as model_options
+
+        unknown = sorted(set(options) - set(model_options(model)))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for {model!r}; valid: "
+                             f"{', '.join(model_options(model))}")
+        config.model.options = {**config.model.options, **options}
+    if model == "cstl" and config.model.options.get("ssfl") is False:
+        config.loss.ce_weight = 0.0  # the CE of eq. 11 is SSFL's; without SSFL, triplet only
     return config if profile == "paper" else _scaled(config, profile)

@@ -177,9 +177,28 @@ def write_evaluation(run_dir: Path, result) -> dict:
         "bootstrap": result.bootstrap,
         "n_subjects": result.n_subjects,
         "n_probes": result.n_probes,
+        # probe view x gallery view accuracies per row, for the heatmaps
+        "view_accuracy": {row: json.loads(frame.to_json(orient="split"))
+                          for row, frame in result.view_accuracy.items()},
     }
     write_json(run_dir / "eval.json", summary)
     return summary
+
+
+def read_evaluation(run_dir: Path):
+    """The :class:`~gaitlib.evaluation.EvaluationResult` a run wrote to ``eval.json``."""
+    import pandas as pd
+
+    from gaitlib.evaluation.protocols import EvaluationResult
+
+    data = json.loads((Path(run_dir) / "eval.json").read_text())
+    table = pd.DataFrame.from_dict(data["table"], orient="index").astype(float)
+    ci = pd.DataFrame.from_dict(data["ci95"], orient="index").astype(float)
+    views = {row: pd.DataFrame(v["data"], index=[str(i) for i in v["index"]],
+                               columns=[str(c) for c in v["columns"]]).astype(float)
+             for row, v in data.get("view_accuracy", {}).items()}
+    return EvaluationResult(data["protocol"], data["metric"], table, views, ci,
+                            data["bootstrap"], data["n_subjects"], data["n_probes"])
 
 
 def _num(value) -> float | None:

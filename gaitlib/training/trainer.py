@@ -213,7 +213,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, force: bool = False,
     try:
         for iteration in range(start + 1, end + 1):
             batch = next(batches)
-            sils = to_model_input(batch["frames"], info.device)
+            sils = to_model_input(batch["frames"], info.device, config.data.resolution)
             labels = batch["labels"].to(info.device)
             autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if use_amp
                         else contextlib.nullcontext())
@@ -290,7 +290,7 @@ def evaluate_model(config: TrainConfig, model: nn.Module, store: Store, test_sub
     feats = extract_features(model, store, items, info.device, workers=config.workers,
                              sequences_per_batch=config.eval.sequences_per_batch,
                              max_frames=config.eval.max_frames, amp=config.amp, dist_info=info,
-                             progress=progress)
+                             progress=progress, height=config.data.resolution)
     if not info.is_main:
         return None
     return evaluate(feats.embeddings, feats.subjects, feats.conditions, feats.views,

@@ -1,0 +1,219 @@
+"""The run cache: every training run the artifacts need, keyed by what determines its result.
+
+A run is asked for by a :class:`RunSpec` (model, its options at the paper's scale, dataset,
+profile, seed).  The spec resolves to a full :class:`~gaitlib.training.TrainConfig` through the
+model's recipe; the run's key hashes that config (minus fields that do not change results, such
+as worker counts), the dataset store's identity (its ``meta.json``) and the code version (a hash
+of the package sources that training and evaluation execute).  The run lives in
+``<runs_dir>/<model>-<key>/``, so
+
+* a run one artifact finished is reused by every other artifact that asks for the same spec
+  (the full model of an ablation table is the main table's run);
+* an interrupted run is resumed from its last checkpoint (the trainer guarantees it ends where
+  an uninterrupted run would);
+* editing the model or training code changes the key, so stale results are never reused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import gaitlib
+from gaitlib.training.config import NON_RESULT_KEYS, TrainConfig
+
+PACKAGE = Path(gaitlib.__file__).resolve().parent
+# Sources that cannot change a training or evaluation result: left out of the code version.
+NOT_IN_CODE_VERSION = ("report", "figures.py", "cli.py", "__main__.py")
+DATASETS = ("synthetic", "casia-b", "oumvlp")
+
+
+@cache
+def code_version() -> str:
+    """A short hash of the package's model, data, training and evaluation sources."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.split("/")[0] in NOT_IN_CODE_VERSION:
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run as an artifact names it.
+
+    ``options`` are the model's build options at the paper's scale (an ablation row's switches,
+    ``resolution=128``); cheap profiles scale them (see ``gaitlib.training.recipes``).
+    ``data`` is 'synthetic', 'casia-b' or 'oumvlp'; ``shape`` 'oumvlp' asks for the OU-MVLP
+    setting (the OU-MVLP recipe; on synthetic data the OU-MVLP-shaped synthetic store).
+    """
+
+    model: str
+    options: tuple[tuple[str, Any], ...] = ()
+    data: str = "synthetic"
+    profile: str = "cpu"
+    seed: int = 0
+    shape: str = "casia-b"
+
+    @classmethod
+    def of(cls, model: str, data: str = "synthetic", profile: str = "cpu", seed: int = 0,
+           shape: str = "casia-b", **options: Any) -> RunSpec:
+        return cls(model, tuple(sorted((k, _frozen(v)) for k, v in options.items())), data,
+                   profile, seed, shape)
+
+    @property
+    def option_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def store_path(data: str, data_root: str | os.PathLike, profile: str, shape: str = "casia-b") -> Path:
+    """Where the store of ``data`` lives under ``data_root`` (see ``gaitlib data``)."""
+    if data not in DATASETS:
+        raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
+    root = Path(data_root)
+    if data == "synthetic":
+        name = "synthetic-smoke" if profile == "smoke" else "synthetic"
+        return root / (name + ("-oumvlp" if shape == "oumvlp" else ""))
+    if shape == "oumvlp" and data != "oumvlp":
+        raise ValueError(f"an OU-MVLP run needs OU-MVLP data, not {data!r}")
+    return root / data
+
+
+def resolve(spec: RunSpec, data_root: str | os.PathLike = "data", device: str = "auto",
+            workers: int | None = None) -> TrainConfig:
+    """The full training config of ``spec``."""
+    from gaitlib.training import recipe
+
+    dataset = "oumvlp" if spec.shape == "oumvlp" else "casia-b"
+    config = recipe(spec.model, spec.profile, dataset, options=spec.option_dict)
+    config.data.store = str(store_path(spec.data, data_root, spec.profile, spec.shape))
+    config.seed = spec.seed
+    config.device = device
+    if workers is not None:
+        config.workers = workers
+    return config
+
+
+def _result_fields(config: TrainConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+
+    def walk(d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "options":
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[prefix + k] = v
+
+    walk(json.loads(json.dumps(config.to_dict())), "")
+    flat.pop("data.store")  # the store's identity counts, not where it sits
+    flat.pop("device")  # a CPU and a GPU run of one config are the same experiment
+    return {k: v for k, v in flat.items() if k not in NON_RESULT_KEYS}
+
+
+def run_key(config: TrainConfig) -> str:
+    """Hash of the result-determining config, the store's identity and the code version."""
+    meta = Path(config.data.store) / "meta.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{config.data.store} is not a gaitlib store (no meta.json); "
+                                "create it with `gaitlib data synth` or `gaitlib data import`")
+    store_meta = json.loads(meta.read_text())
+    store_meta.pop("created", None)
+    payload = json.dumps({"config": _result_fields(config), "store": store_meta,
+                          "code": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Run:
+    """A finished run: where it is, its config and evaluation, and how long it took here."""
+
+    spec: RunSpec
+    config: TrainConfig
+    run_dir: Path
+    reused: bool
+    seconds: float
+    evaluation: dict = field(default_factory=dict)
+
+    def result(self):
+        """The run's :class:`~gaitlib.evaluation.EvaluationResult` (table, CIs, view x view)."""
+        from gaitlib.training.rundir import read_evaluation
+
+        return read_evaluation(self.run_dir)
+
+    def load_model(self, device: str = "cpu"):
+        """The trained model (final checkpoint, ``weights_only`` loading), in eval mode."""
+        from gaitlib.data.store import Store
+        from gaitlib.training import checkpoint as ckpt
+        from gaitlib.training.trainer import build_model, resolve_subjects
+
+        latest = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
+        if latest is None:
+            raise FileNotFoundError(f"{self.run_dir} has no checkpoint")
+        train_subjects, _ = resolve_subjects(self.config, Store(self.config.data.store))
+        model = build_model(self.config, num_classes=len(train_subjects))
+        model.load_state_dict(ckpt.load_checkpoint(latest, device)["model"])
+        return model.to(device).eval()
+
+    def parameters(self) -> int:
+        from gaitlib.models import count_parameters
+
+        return count_parameters(self.load_model())
+
+
+@contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<run_dir>.lock`` (blocking until it is free).
+
+    Notebooks run in parallel (``gaitlib reproduce --gpus``) may ask for the same run; the second
+    one waits here and then finds the run finished.  ``flock`` locks belong to the open file, so
+    this also serialises threads of one process, and the kernel drops the lock of a process that
+    dies, so a crashed run never leaves the cache locked.
+    """
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f"{run_dir.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
+               data_root: str | os.PathLike = "data", device: str = "auto",
+               workers: int | None = None, progress: bool = True) -> Run:
+    """The finished run of ``spec``: reused from the cache, resumed, or trained now.
+
+    Safe to call for the same spec from several processes or threads at once: one trains, the
+    others wait for it and reuse its result.
+    """
+    from gaitlib.training.rundir import is_finished
+    from gaitlib.training.trainer import train
+
+    config = resolve(spec, data_root, device, workers)
+    run_dir = Path(runs_dir) / f"{spec.model}-{run_key(config)}"
+    start = time.perf_counter()
+    with _run_lock(run_dir):
+        reused = is_finished(run_dir)
+        if not reused:
+            (run_dir.parent / f"{run_dir.name}.spec.json").write_text(
+                json.dumps({"model": spec.model, "options": spec.option_dict, "data": spec.data,
+                            "profile": spec.profile, "seed": spec.seed, "shape": spec.shape},
+                           indent=2, default=str) + "\n")
+            train(config, run_dir, progress=progress)
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    return Run(spec, config, run_dir, reused, time.perf_counter() - start, evaluation)

@@ -1,0 +1,380 @@
+"""What the artifact notebooks call: get an artifact's runs, compare them with the paper, record.
+
+A notebook is a few lines over these functions::
+
+    runs = study.runs_for("cstl-t3", profile, data, data_root, runs_dir, device, seed)
+    table = study.ablation("cstl-t3", runs)
+    study.record("cstl-t3", table, runs, results_dir, profile, data)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gaitlib.report.artifacts import ARTIFACT_IDS, Artifact, Row, artifact
+from gaitlib.report.runs import Run, RunSpec, ensure_run
+
+PROFILE_NOTES = {
+    "smoke": "the smoke profile (a few iterations on a tiny synthetic set): plumbing only, the "
+             "numbers mean nothing",
+    "cpu": "the cpu profile: half resolution (32x22 for the papers' 64x44, 64x44 for 128x88), "
+           "half channel widths, (4, 4) batches of 8 frames, a short schedule with Adam at 1e-3, "
+           "tested on the first test subjects and frames (see the reproduction notes)",
+    "paper": "the papers' recipes (iterations, batches, resolutions)",
+}
+DATA_NOTES = {
+    "synthetic": "the synthetic CASIA-B-shaped walker data (OU-MVLP-shaped for the OU-MVLP "
+                 "tables), not the real datasets",
+    "casia-b": "CASIA-B (the binarized copy unless you imported your own)",
+    "oumvlp": "OU-MVLP",
+}
+
+
+def spec_for(row: Row, data: str, profile: str, seed: int) -> RunSpec:
+    return RunSpec.of(row.model, data=data, profile=profile, seed=seed, shape=row.shape,
+                      **row.options)
+
+
+def needs_oumvlp(art: Artifact) -> bool:
+    return any(r.shape == "oumvlp" for r in art.rows)
+
+
+def runs_for(artifact_id: str, profile: str = "cpu", data: str = "synthetic",
+             data_root: str | os.PathLike = "data", runs_dir: str | os.PathLike = "runs",
+             device: str = "auto", seed: int = 0, progress: bool = True) -> dict[str, Run]:
+    """Every run the artifact needs, keyed by row (``Row.key()``): reused, resumed or trained.
+
+    The OU-MVLP tables run on OU-MVLP-shaped data: the synthetic OU-MVLP store for
+    ``data='synthetic'``, the imported OU-MVLP store for ``data='oumvlp'``; CASIA-B-only data
+    cannot produce them (a ValueError says so).
+    """
+    art = artifact(artifact_id)
+    if needs_oumvlp(art) and data == "casia-b":
+        raise ValueError(f"{artifact_id} is an OU-MVLP table; run it with data='oumvlp' "
+                         f"(or 'synthetic')")
+    if data == "oumvlp" and not needs_oumvlp(art):
+        raise ValueError(f"{artifact_id} is a CASIA-B artifact; run it with data='casia-b' "
+                         f"(or 'synthetic')")
+    runs: dict[str, Run] = {}
+    for row in art.rows:
+        spec = spec_for(row, data, profile, seed)
+        print(f"{row.key()}: {row.model} {row.options or ''}", flush=True)
+        runs[row.key()] = ensure_run(spec, runs_dir, data_root, device, progress=progress)
+        run = runs[row.key()]
+        print(f"  {'reused' if run.reused else 'trained'} {run.run_dir} ({run.seconds:.0f} s)",
+              flush=True)
+    return runs
+
+
+def reported(artifact_id: str) -> pd.DataFrame:
+    from gaitlib.report.reported import load_reported
+
+    return load_reported(artifact_id)
+
+
+def main_table(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
+    """Every method of a main table: reproduced Mean per condition with its 95% CI next to the
+    paper's, and the delta; methods gaitlib does not implement show the paper's numbers only."""
+    from gaitlib.report.tables import compare_with_reported
+
+    art, paper = artifact(artifact_id), reported(artifact_id)
+    lines = []
+    done = set()
+    for row in art.rows:
+        if row.key() not in runs:
+            continue
+        result = runs[row.key()].result()
+        rows = result.table.index
+        if row.shape == "oumvlp":  # one reported variant per row: compare that one
+            result.table = result.table.loc[[row.setting]]
+            rows = [row.setting]
+        cmp = compare_with_reported(result, _as_conditions(paper, row), row.label, row.setting or None)
+        for cond in rows:
+            c = cmp.loc[cond]
+            lines.append({"method": row.label, "setting": row.setting, "condition": cond,
+                          "reproduced": c["reproduced"], "95% CI": _ci(c["ci_low"], c["ci_high"]),
+                          "reported": c["reported"], "delta": c["delta"]})
+        done.add((row.label.lower(), row.setting))
+    for (method, setting), group in paper.groupby(["method", "setting"], sort=False):
+        if (method.lower(), setting) in done:
+            continue
+        for _, line in group.iterrows():
+            cond = setting if line["condition"] == "rank1" else line["condition"]
+            lines.append({"method": method, "setting": setting, "condition": cond,
+                          "reproduced": np.nan, "95% CI": "", "reported": line["Mean"],
+                          "delta": np.nan})
+    return pd.DataFrame(lines).set_index(["method", "setting", "condition"])
+
+
+def _as_conditions(paper: pd.DataFrame, row: Row) -> pd.DataFrame:
+    """OU-MVLP tables name the condition 'rank1' and the variant in ``setting``: rename the
+    condition to the variant so it lines up with the protocol's rows (miss/discard)."""
+    if row.shape != "oumvlp":
+        return paper
+    paper = paper.copy()
+    rank1 = paper["condition"] == "rank1"
+    paper.loc[rank1, "condition"] = paper.loc[rank1, "setting"]
+    return paper
+
+
+def _ci(low: float, high: float) -> str:
+    return "" if np.isnan(low) else f"[{low:.1f}, {high:.1f}]"
+
+
+def per_view(runs: dict[str, Run], key: str) -> pd.DataFrame:
+    """The reproduced per-view table (rows x probe views + Mean) of one run."""
+    return runs[key].result().table
+
+
+def ablation(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
+    """One line per ablation row: reproduced and reported means per condition, CIs, deltas."""
+    from gaitlib.report.tables import ablation_table
+
+    art = artifact(artifact_id)
+    results = {row.key(): runs[row.key()].result() for row in art.rows}
+    keys = {row.key(): (row.setting or row.label) for row in art.rows}
+    return ablation_table(results, reported(artifact_id), keys=keys)
+
+
+def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
+           results_dir: str | os.PathLike, profile: str, data: str) -> Path:
+    """Save the artifact's headline table and where it came from, for the scorecard and for
+    readers without the data: ``<results_dir>/<id>/<data>-<profile>.json``."""
+    from gaitlib.report.results import git_commit
+
+    out = Path(results_dir) / artifact_id / f"{data}-{profile}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "artifact": artifact_id, "data": data, "profile": profile,
+        "recorded": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
+        "runs": {k: {"dir": r.run_dir.name, "model": r.spec.model, "options": r.spec.option_dict,
+                     "iterations": r.config.schedule.iterations} for k, r in runs.items()},
+        "table": json.loads(table.reset_index().to_json(orient="records")),
+    }
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    os.replace(tmp, out)
+    return out
+
+
+FAITHFULNESS = {"data": {"casia-b": 2, "oumvlp": 2, "synthetic": 0},
+                "profile": {"paper": 2, "cpu": 1, "smoke": 0}}
+
+
+def recorded(results_dir: str | os.PathLike, artifact_id: str) -> list[dict]:
+    """Every recorded result of an artifact, most faithful first (real data over synthetic,
+    then paper over cpu over smoke)."""
+    folder = Path(results_dir) / artifact_id
+    found = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return sorted(found, key=lambda r: (-FAITHFULNESS["data"].get(r["data"], 0),
+                                        -FAITHFULNESS["profile"].get(r["profile"], 0)))
+
+
+def headline(entry: dict) -> dict:
+    """The headline numbers of a recorded result: the rows gaitlib reproduced, their reproduced
+    and reported means over conditions."""
+    table = pd.DataFrame(entry["table"])
+    if "label" in table.columns:  # ablation: one line per row
+        table = table.set_index("label")
+        return {"rows": len(table),
+                "reproduced": "; ".join(f"{k}: {v:.1f}" for k, v in table["Mean reproduced"].items()),
+                "reported": "; ".join(f"{k}: {v:.1f}" for k, v in table["Mean reported"].items()
+                                      if v == v)}
+    ours = table[table["reproduced"].notna()]
+    rep = (ours.groupby(["method", "setting"], sort=False)["reproduced"].mean())
+    pap = (ours.groupby(["method", "setting"], sort=False)["reported"].mean())
+    fmt = lambda s: "; ".join(f"{m}{' ' + st if st else ''}: {v:.1f}"  # noqa: E731
+                              for (m, st), v in s.items() if v == v)
+    return {"rows": len(rep), "reproduced": fmt(rep), "reported": fmt(pap)}
+
+
+def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every artifact: the most faithful recorded result, its data and profile, and its
+    reproduced against reported means (over NM/BG/CL, or the OU-MVLP rank-1)."""
+    lines = []
+    for aid in ARTIFACT_IDS:
+        entries = recorded(results_dir, aid)
+        art = artifact(aid)
+        if not entries:
+            lines.append({"artifact": aid, "what": art.title, "data": "", "profile": "",
+                          "reproduced": "not run yet", "reported": ""})
+            continue
+        best = entries[0]
+        head = headline(best) if art.kind != "figure" else {}
+        lines.append({"artifact": aid, "what": art.title, "data": best["data"],
+                      "profile": best["profile"], "reproduced": head.get("reproduced", "figure"),
+                      "reported": head.get("reported", "")})
+    return pd.DataFrame(lines).set_index("artifact")
+
+
+def test_features(run: Run, n_subjects: int = 10, max_frames: int | None = None,
+                  conditions: tuple[str, ...] | None = None, device: str = "cpu"):
+    """Embeddings of the first ``n_subjects`` test subjects' sequences with a run's model
+    (for t-SNE and similar); frames shrunk as in the run's profile."""
+    from gaitlib.data.store import Store
+    from gaitlib.evaluation.extract import extract_features
+    from gaitlib.training.trainer import resolve_subjects
+
+    store = Store(run.config.data.store)
+    _, test = resolve_subjects(run.config, store)
+    items = store.select(subjects=list(test)[:n_subjects], conditions=conditions)
+    frames = run.config.eval.max_frames if max_frames is None else max_frames
+    return extract_features(run.load_model(device), store, items, device, max_frames=frames,
+                            sequences_per_batch=16, height=run.config.data.resolution)
+
+
+def test_sequence(run: Run, index: int = 0, max_frames: int = 30):
+    """One test sequence as the run's model sees it: ``(frames (T, h, w) float, label)``."""
+    import torch
+
+    from gaitlib.data.pretreatment import crop_width
+    from gaitlib.data.sampling import to_model_input
+    from gaitlib.data.store import Store
+    from gaitlib.training.trainer import resolve_subjects
+
+    store = Store(run.config.data.store)
+    _, test = resolve_subjects(run.config, store)
+    item = int(store.select(subjects=list(test)[:1])[index])
+    frames = crop_width(store.frames_of(item))[:max_frames]
+    sils = to_model_input(torch.from_numpy(np.ascontiguousarray(frames)), "cpu",
+                          run.config.data.resolution)
+    label = f"{store.subjects[item]}/{store.conditions[item]}/{store.views[item]}"
+    return sils, label
+
+
+# --- notebook helpers -------------------------------------------------------------------------
+
+def setup() -> None:
+    """Notebook preamble: work from the repository root (so relative paths mean the same in
+    JupyterLab, opened in ``notebooks/``, and under papermill), quiet warnings, plot defaults."""
+    import warnings
+
+    import matplotlib
+
+    here = Path.cwd()
+    for candidate in (here, *here.parents):
+        if (candidate / "_toc.yml").is_file() and (candidate / "gaitlib").is_dir():
+            os.chdir(candidate)
+            break
+    warnings.filterwarnings("ignore", category=UserWarning)
+    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight"})
+    pd.set_option("display.precision", 1)
+
+
+def scope(profile: str, data: str) -> str:
+    """One sentence saying which data and profile produced the numbers on a page."""
+    return (f"Reproduced on {DATA_NOTES.get(data, data)}, with {PROFILE_NOTES.get(profile, profile)}. "
+            "The 95% CIs are bootstrap intervals over the test subjects.")
+
+
+def show(table: pd.DataFrame):
+    """A comparison or ablation table styled for the book (one decimal, signed deltas)."""
+    from gaitlib.report.tables import style_comparison
+
+    return style_comparison(table)
+
+
+def ours(artifact_id: str) -> Row:
+    """The row of the paper's own full model: first in main tables, last in ablations."""
+    art = artifact(artifact_id)
+    return art.rows[0] if art.kind == "main" else art.rows[-1]
+
+
+def glue_headline(artifact_id: str, table: pd.DataFrame) -> dict[str, float]:
+    """Glue the paper model's reproduced and reported mean (over conditions) for the prose:
+    ``<id>-ours``, ``<id>-ours-reported``, ``<id>-ours-delta``."""
+    from myst_nb import glue
+
+    row = ours(artifact_id)
+    if "Mean reproduced" in table.columns:  # ablation table
+        line = table.loc[row.key()]
+        values = {"ours": line["Mean reproduced"], "ours-reported": line["Mean reported"]}
+    else:
+        sub = table.xs((row.label, row.setting), level=("method", "setting"))
+        values = {"ours": float(sub["reproduced"].mean()), "ours-reported": float(sub["reported"].mean())}
+    values["ours-delta"] = values["ours"] - values["ours-reported"]
+    for key, value in values.items():
+        glue(f"{artifact_id}-{key}", float(value), display=False)
+    return values
+
+
+def ordering_note(table: pd.DataFrame) -> str:
+    """Markdown: does the reproduced ablation order the rows as the paper does?"""
+    from scipy.stats import spearmanr
+
+    both = table[["Mean reproduced", "Mean reported"]].dropna()
+    if len(both) < 3:
+        return "Too few rows with reported means to compare orderings."
+    rho = spearmanr(both["Mean reproduced"], both["Mean reported"]).statistic
+    best_paper = both["Mean reported"].idxmax()
+    best_ours = both["Mean reproduced"].idxmax()
+    widths = [_ci_width(table.loc[i]) for i in both.index]
+    return (f"Rank correlation (Spearman) between the reproduced and the reported means over the "
+            f"{len(both)} rows: **{rho:.2f}**. The paper's best row is *{best_paper}*; here it is "
+            f"*{best_ours}*. The typical 95% CI of a reproduced condition mean is about "
+            f"±{np.nanmedian(widths) / 2:.1f} points, so differences between rows smaller than "
+            f"that are not resolved by this run.")
+
+
+def _ci_width(line: pd.Series) -> float:
+    widths = []
+    for col, text in line.items():
+        if str(col).endswith("95% CI") and isinstance(text, str) and text.startswith("["):
+            low, high = (float(x) for x in text.strip("[]").split(","))
+            widths.append(high - low)
+    return float(np.mean(widths)) if widths else np.nan
+
+
+def plot_ablation(table: pd.DataFrame, title: str = ""):
+    """Grouped bars of the reproduced means per condition (with 95% CIs) and the paper's means
+    as black markers, one group per ablation row."""
+    import matplotlib.pyplot as plt
+
+    conditions = [c[: -len(" reproduced")] for c in table.columns
+                  if c.endswith(" reproduced") and not c.startswith("Mean")]
+    n, m = len(table), len(conditions)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * n + 2), 3.6))
+    width = 0.8 / max(m, 1)
+    x = np.arange(n)
+    for j, cond in enumerate(conditions):
+        pos = x - 0.4 + width * (j + 0.5)
+        vals = table[f"{cond} reproduced"].to_numpy(float)
+        errs = np.array([_err(t, v) for t, v in zip(table[f"{cond} 95% CI"], vals, strict=True)]).T
+        ax.bar(pos, vals, width, label=f"{cond} reproduced", yerr=errs, capsize=2, alpha=0.85)
+        rep = table[f"{cond} reported"].to_numpy(float)
+        ax.scatter(pos, rep, marker="_", s=200, color="black", zorder=3,
+                   label="reported" if j == 0 else None)
+    ax.set_xticks(x, [str(i) for i in table.index], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("rank-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=m + 1, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _err(text, value: float) -> tuple[float, float]:
+    if not isinstance(text, str) or not text.startswith("["):
+        return (0.0, 0.0)
+    low, high = (float(x) for x in text.strip("[]").split(","))
+    return (max(value - low, 0.0), max(high - value, 0.0))
+
+
+def parameter_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """Fig. 2's data: each model's parameters at the paper's scale (CASIA-B, 74 classes) and in
+    the run, with the run's reproduced mean rank-1 over NM/BG/CL."""
+    from gaitlib.models import build, count_parameters
+
+    lines = []
+    for key, run in runs.items():
+        paper_model = build(run.spec.model, **run.spec.option_dict)
+        lines.append({"method": key, "params": count_parameters(paper_model),
+                      "params in this run": run.parameters(),
+                      "accuracy": float(run.result().table["Mean"].mean()), "source": "reproduced"})
+    return pd.DataFrame(lines)

@@ -1,0 +1,249 @@
+"""`gaitlib reproduce`: name and data checks, the notebook pool, publishing, and the run-cache lock.
+
+The notebooks here are tiny stand-ins written into a temp dir; no model is trained.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from gaitlib.cli import main
+from gaitlib.report import reproduce as rep
+from gaitlib.report.artifacts import ARTIFACT_IDS
+from gaitlib.report.reproduce import NotebookRun, Worker, format_runs, reproduce, skip_reason
+from gaitlib.report.runs import RunSpec, ensure_run
+from tests.conftest import make_store
+
+PARAMS = 'profile = "cpu"\ndata = "synthetic"\ndevice = "auto"\nruns_dir = "runs"\n'
+
+
+def write_notebook(path: Path, parameters: str, *cells: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "gaitlib", "display_name": "Python (gaitlib)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    first = nbformat.v4.new_code_cell(parameters)
+    first.metadata["tags"] = ["parameters"]
+    nb.cells = [first, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def injected(published: Path) -> str:
+    nb = nbformat.read(published, as_version=4)
+    cells = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1
+    return cells[0].source
+
+
+def casia_root(tmp_path: Path) -> Path:
+    """A data root whose casia-b store is a tiny store of dataset 'casia-b'."""
+    make_store(tmp_path / "data" / "casia-b", dataset="casia-b")
+    return tmp_path / "data"
+
+
+# --- names and data --------------------------------------------------------------------------------
+
+def test_notebook_order():
+    order = list(rep.NOTEBOOKS)
+    assert order[0] == "synthetic-data" and order[-1] == "scorecard"
+    assert order[1:-1] == list(ARTIFACT_IDS)
+    # --only keeps the running order whatever order it is given in
+    given = ["scorecard", "cstl-t3", "synthetic-data"]
+    assert rep.select(given) == ["synthetic-data", "cstl-t3", "scorecard"]
+
+
+def test_unknown_names_list_valid_ones(tmp_path, capsys):
+    listed = r"unknown artifact id\(s\) cstl-t9; valid: synthetic-data, .*scorecard"
+    with pytest.raises(ValueError, match=listed):
+        reproduce(only=["cstl-t3", "cstl-t9"], data_root=tmp_path, build=False)
+    with pytest.raises(ValueError, match="valid: smoke, cpu, paper"):
+        reproduce(profile="huge", data_root=tmp_path, build=False)
+    with pytest.raises(ValueError, match="valid: synthetic, casia-b, oumvlp"):
+        reproduce(data="kitti", data_root=tmp_path, build=False)
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--data", "kitti"])
+    assert "invalid choice: 'kitti'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--gpus", "0,x"])
+    assert "GPU ids such as 0,1,2,3" in capsys.readouterr().err
+    assert not (tmp_path / "synthetic").exists()  # nothing generated before the names are checked
+
+
+def test_missing_or_wrong_real_store_fails_before_running(tmp_path, capsys):
+    root = tmp_path / "site"
+    assert main(["reproduce", "--data", "casia-b", "--data-root", str(tmp_path / "d"), "--no-build"]) == 2
+    err = capsys.readouterr().err
+    assert f"expects a CASIA-B store at {tmp_path / 'd' / 'casia-b'}" in err
+    assert f"gaitlib data import casia-b SRC --out {tmp_path / 'd' / 'casia-b'}" in err
+    make_store(tmp_path / "d" / "oumvlp", dataset="casia-b")  # the wrong dataset under the name
+    with pytest.raises(ValueError, match="holds a 'casia-b' store.*gaitlib data import oumvlp SRC"):
+        reproduce(data="oumvlp", data_root=tmp_path / "d", root=root, build=False)
+    assert not root.exists()  # no notebook ran, nothing published
+
+
+def test_skip_reasons():
+    assert "needs OU-MVLP data" in skip_reason("gaitmm-t2", "casia-b")
+    assert "needs CASIA-B data" in skip_reason("cstl-t3", "oumvlp")
+    assert skip_reason("gaitmm-t2", "oumvlp") == skip_reason("cstl-t3", "casia-b") == ""
+    for nb in rep.NOTEBOOKS:  # synthetic data has both layouts
+        assert skip_reason(nb, "synthetic") == ""
+    assert skip_reason("synthetic-data", "casia-b") == skip_reason("scorecard", "oumvlp") == ""
+
+
+def test_status_table_has_a_total():
+    runs = [NotebookRun("a", "ok", 2.0), NotebookRun("bb", "failed", 3.0, "boom"),
+            NotebookRun("c", "missing", 0.0, "no notebook")]
+    lines = format_runs(runs, wall=4.5).splitlines()
+    assert lines[2].split()[:3] == ["bb", "failed", "3.0"] and lines[2].endswith("boom")
+    assert lines[-1].split()[:2] == ["total", "4.5"]
+    assert lines[-1].endswith("3 notebooks: 1 ok, 1 failed, 1 missing")
+    assert format_runs(runs).splitlines()[-1].split()[1] == "5.0"  # without a wall time: the sum
+
+
+def test_cli_exit_code_counts_failures_only(monkeypatch):
+    results = [NotebookRun("a", "ok", 1.0), NotebookRun("b", "skipped", 0.0),
+               NotebookRun("c", "missing", 0.0)]
+    seen = {}
+
+    def fake(**kwargs):
+        seen.update(kwargs)
+        return list(results)
+
+    monkeypatch.setattr(rep, "reproduce", fake)
+    assert main(["reproduce", "--no-build", "--gpus", "0,2", "--runs-dir", "/r"]) == 0
+    assert seen["gpus"] == ("0", "2") and seen["runs_dir"] == Path("/r") and seen["build"] is False
+    results.append(NotebookRun("d", "failed", 1.0, "boom"))
+    assert main(["reproduce", "--no-build"]) == 1
+
+
+def test_gpu_workers_see_one_gpu_each():
+    workers = rep.gpu_workers(["0", 3])
+    assert [w.env for w in workers] == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "3"}]
+    assert {w.device for w in workers} == {"cuda"}
+    with pytest.raises(ValueError, match="non-negative integers"):
+        rep.gpu_workers(["-1"])
+
+
+# --- running notebooks -----------------------------------------------------------------------------
+
+# Each of the two artifact notebooks marks that it started, then waits for the other's mark: they
+# only both finish when the pool runs them at the same time.
+WAIT_FOR_OTHER = """
+import os, pathlib, time
+marks = pathlib.Path(runs_dir)
+marks.mkdir(parents=True, exist_ok=True)
+(marks / "{me}").write_text(os.environ.get("GAITLIB_TEST_WORKER", ""))
+deadline = time.time() + 90
+while not (marks / "{other}").exists():
+    assert time.time() < deadline, "the other notebook never started: not run in parallel"
+    time.sleep(0.2)
+"""
+
+
+def test_parallel_pool_publishes_passing_notebooks_only(tmp_path):
+    nbs = tmp_path / "notebooks"
+    write_notebook(nbs / "gaitmm-t1.ipynb", PARAMS, WAIT_FOR_OTHER.format(me="t1", other="t3"),
+                   'print("device", device, "profile", profile)')
+    write_notebook(nbs / "gaitmm-t3.ipynb", 'device = "auto"\nruns_dir = "runs"\n',
+                   WAIT_FOR_OTHER.format(me="t3", other="t1"), 'raise RuntimeError("boom on " + device)')
+    write_notebook(nbs / "gaitmm-t2.ipynb", PARAMS, "print('never runs on casia-b')")
+    # The scorecard runs last: by then the passing artifact is published.
+    write_notebook(nbs / "scorecard.ipynb", 'results_dir = ""\n',
+                   "import pathlib\nbook = pathlib.Path(results_dir).parent\n"
+                   "assert (book / 'gaitmm-t1.ipynb').is_file()")
+    root = tmp_path / "site"
+    (root / "book").mkdir(parents=True)
+    (root / "book" / "gaitmm-t3.ipynb").write_text("old copy")  # a failing run must leave it alone
+    workers = [Worker(f"w{i}", "cpu", {"GAITLIB_TEST_WORKER": f"w{i}"}) for i in range(2)]
+    runs = reproduce(profile="smoke", data="casia-b", data_root=casia_root(tmp_path),
+                     only=["gaitmm-t1", "gaitmm-t2", "gaitmm-t3", "cstl-t3", "scorecard"],
+                     build=False, root=root, runs_dir=tmp_path / "runs", notebooks_dir=nbs,
+                     workers=workers)
+    status = {r.notebook: r for r in runs}
+    assert [r.notebook for r in runs] == ["gaitmm-t1", "gaitmm-t2", "gaitmm-t3", "cstl-t3", "scorecard"]
+    assert status["gaitmm-t1"].status == "ok", status["gaitmm-t1"]
+    assert status["scorecard"].status == "ok", status["scorecard"]
+    assert status["gaitmm-t3"].status == "failed"
+    assert status["gaitmm-t3"].message.startswith("RuntimeError: boom on cpu")
+    assert status["gaitmm-t2"].status == "skipped" and "OU-MVLP" in status["gaitmm-t2"].message
+    assert status["cstl-t3"].status == "missing"
+    # both workers were used, each in its own process environment
+    assert {(tmp_path / "runs" / m).read_text() for m in ("t1", "t3")} == {"w0", "w1"}
+    book = root / "book"
+    assert (book / "gaitmm-t3.ipynb").read_text() == "old copy"
+    assert not (book / "gaitmm-t2.ipynb").exists() and not (book / "cstl-t3.ipynb").exists()
+    # only the declared parameters are injected, the device is the worker's
+    source = injected(book / "gaitmm-t1.ipynb")
+    assert 'device = "cpu"' in source and 'profile = "smoke"' in source and 'data = "casia-b"' in source
+    assert "synthetic_store" not in source and "seed" not in source
+    assert injected(book / "scorecard.ipynb").strip().splitlines()[-1].startswith("results_dir = ")
+    outputs = nbformat.read(book / "gaitmm-t1.ipynb", as_version=4).cells[-1].outputs
+    assert outputs[0]["text"].strip() == "device cpu profile smoke"
+
+
+def test_sequential_run_in_process(tmp_path, capsys):
+    nbs = tmp_path / "notebooks"
+    write_notebook(nbs / "cstl-t3.ipynb", PARAMS, "x = 1 / 0")
+    write_notebook(nbs / "cstl-t5.ipynb", PARAMS, "print(device)")
+    root = tmp_path / "site"
+    runs = reproduce(profile="smoke", data="casia-b", data_root=casia_root(tmp_path),
+                     only=["cstl-t5", "cstl-t3"], build=False, root=root, runs_dir=tmp_path / "runs",
+                     notebooks_dir=nbs, jobs=1)
+    assert [(r.notebook, r.status) for r in runs] == [("cstl-t3", "failed"), ("cstl-t5", "ok")]
+    assert runs[0].message.startswith("ZeroDivisionError")
+    assert not (root / "book" / "cstl-t3.ipynb").exists()
+    assert 'device = "auto"' in injected(root / "book" / "cstl-t5.ipynb")
+    out = capsys.readouterr().out
+    assert "2 notebooks: 1 ok, 1 failed" in out
+
+
+# --- the run cache lock ----------------------------------------------------------------------------
+
+def test_ensure_run_trains_a_shared_run_once(tmp_path, monkeypatch):
+    import gaitlib.training.trainer as trainer
+
+    make_store(tmp_path / "data" / "synthetic-smoke")
+    calls = []
+
+    def slow_train(config, run_dir, progress=True):
+        calls.append(run_dir)
+        time.sleep(0.5)  # long enough for the other thread to reach the cache check meanwhile
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "eval.json").write_text(json.dumps({"mean": 1.0}))
+        (run_dir / "results.json").write_text("{}")
+
+    monkeypatch.setattr(trainer, "train", slow_train)
+    spec = RunSpec.of("gaitset", profile="smoke")
+    results = [None, None]
+
+    def ask(i: int) -> None:
+        results[i] = ensure_run(spec, tmp_path / "runs", tmp_path / "data", device="cpu", progress=False)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(r.reused for r in results) == [False, True]
+    assert results[0].run_dir == results[1].run_dir == calls[0]
+    assert results[0].evaluation == {"mean": 1.0}
+
+
+def test_cpu_workers_share_the_cores(monkeypatch):
+    from gaitlib.report.reproduce import cpu_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    two = cpu_workers()
+    assert len(two) == 2 and all(w.env["OMP_NUM_THREADS"] == "1" and w.device == "cpu" for w in two)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert len(cpu_workers()) == 8 and cpu_workers()[0].env["OMP_NUM_THREADS"] == "2"
+    assert cpu_workers(4)[0].env["OMP_NUM_THREADS"] == "4"
+    with pytest.raises(ValueError, match="jobs"):
+        cpu_workers(0)
