@@ -103,8 +103,8 @@ ARTIFACTS: dict[str, Artifact] = {a.id: a for a in (
              _rows("cstl", *((label, {"scales": tuple(CSTL_SCALES[p] for p in label.split("+"))})
                              for label in ("Frame-level", "Short-term", "Long-term",
                                            "Frame-level+Short-term", "Frame-level+Long-term",
-                                           "Short-term+Long-term",
-                                           "Frame-level+Short-term+Long-term")))),
+                                           "Short-term+Long-term")),
+                   ("Frame-level+Short-term+Long-term", {}))),  # the full model's run
     Artifact("cstl-t5", "cstl", "Temporal aggregation: max, average, ATA (Table 5)", "ablation",
              _rows("cstl", ("Max Pooling", CSTL_NO_ATA), ("Average Pooling", {"aggregation": "avg"}),
                    ("ATA", {}))),
