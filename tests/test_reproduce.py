@@ -247,3 +247,22 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     assert cpu_workers(4)[0].env["OMP_NUM_THREADS"] == "4"
     with pytest.raises(ValueError, match="jobs"):
         cpu_workers(0)
+
+
+def test_a_cheaper_rebuild_keeps_a_more_faithful_page(tmp_path):
+    import nbformat
+
+    from gaitlib.report.reproduce import more_faithful_published
+
+    page = tmp_path / "cstl-t3.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"data": "casia-b", "profile": "paper"}}
+    nbformat.write(nb, page)
+    cheap = {"data": "synthetic", "profile": "cpu"}
+    assert more_faithful_published(page, cheap, "cstl-t3") == "casia-b/paper"
+    assert more_faithful_published(page, {"data": "casia-b", "profile": "paper"}, "cstl-t3") == ""
+    assert more_faithful_published(page, cheap, "scorecard") == ""  # summaries always republish
+    assert more_faithful_published(tmp_path / "absent.ipynb", cheap, "cstl-t3") == ""
+    nb.metadata["papermill"]["parameters"] = {"data": "synthetic", "profile": "smoke"}
+    nbformat.write(nb, page)
+    assert more_faithful_published(page, cheap, "cstl-t3") == ""

@@ -215,6 +215,28 @@ def _error_message(err: Exception) -> str:
     return text.splitlines()[-1] if text else type(err).__name__
 
 
+def _faithfulness(data: str, profile: str) -> tuple[int, int]:
+    from gaitlib.report.study import FAITHFULNESS
+
+    return FAITHFULNESS["data"].get(data, 0), FAITHFULNESS["profile"].get(profile, 0)
+
+
+def more_faithful_published(published: Path, parameters: dict, notebook_id: str) -> str:
+    """'<data>/<profile>' when ``published`` is an artifact page made from more faithful data or a
+    more faithful profile than ``parameters`` (real data over synthetic, then paper over cpu over
+    smoke), else ''.  A cheap rebuild never replaces a result that took a GPU and real data."""
+    if notebook_id not in ARTIFACT_IDS or not published.is_file():
+        return ""
+    import nbformat
+
+    old = nbformat.read(published, as_version=4).metadata.get("papermill", {}).get("parameters", {})
+    if "data" not in old or "profile" not in old:
+        return ""
+    mine = _faithfulness(parameters.get("data", ""), parameters.get("profile", ""))
+    theirs = _faithfulness(old["data"], old["profile"])
+    return f"{old['data']}/{old['profile']}" if theirs > mine else ""
+
+
 def run_notebook(notebook_id: str, parameters: dict, out_dir: Path, src: Path | None = None) -> NotebookRun:
     """Execute one notebook in this process; on success publish it to ``out_dir / <id>.ipynb``.
 
@@ -234,6 +256,10 @@ def run_notebook(notebook_id: str, parameters: dict, out_dir: Path, src: Path | 
         except Exception as err:  # papermill raises PapermillExecutionError and others
             return NotebookRun(notebook_id, "failed", time.perf_counter() - start, _error_message(err)[:200])
         strip_volatile(executed)
+        kept = more_faithful_published(out_dir / f"{notebook_id}.ipynb", parameters, notebook_id)
+        if kept:
+            return NotebookRun(notebook_id, "ok", time.perf_counter() - start,
+                               f"not published: the book keeps its {kept} page")
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(executed, out_dir / f".{notebook_id}.ipynb.tmp")
         os.replace(out_dir / f".{notebook_id}.ipynb.tmp", out_dir / f"{notebook_id}.ipynb")
