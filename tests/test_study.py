@@ -451,11 +451,16 @@ def test_scorecard_lists_every_artifact(tmp_path):
     card = study.scorecard(tmp_path)
     assert list(card.index) == list(ARTIFACT_IDS)
     assert (card.loc["cstl-t3", "data"], card.loc["cstl-t3", "profile"]) == ("casia-b", "paper")
-    assert card.loc["cstl-t3", "reproduced"] == "Baseline: 78.0; CSTL: 88.0"
-    assert card.loc["cstl-t3", "reported"] == "Baseline: 80.0; CSTL: 90.0"
-    assert card.loc["gaitmm-t1", "reproduced"] == "Ours: 75.0"
-    assert card.loc["gaitmm-t1", "reported"] == "Ours: 95.5"
-    assert card.loc["local3d-f4", "reproduced"] == "figure"
+    # the paper's own model: the last ablation row, the first main-table row
+    assert card.loc["cstl-t3", "paper's model"] == "CSTL"
+    assert (card.loc["cstl-t3", "reproduced"], card.loc["cstl-t3", "reported"]) == (88.0, 90.0)
+    assert card.loc["cstl-t3", "delta"] == pytest.approx(-2.0)
+    assert card.loc["cstl-t3", "rows run"] == "2"
+    assert card.loc["gaitmm-t1", "reproduced"] == 75.0
+    assert card.loc["gaitmm-t1", "reported"] == 95.5
+    assert card.loc["gaitmm-t1", "rows run"] == "1"  # GaitSet has only the paper's numbers
+    assert card.loc["local3d-f4", "paper's model"] == "figure"
     missing = [a for a in ARTIFACT_IDS if a not in ("cstl-t3", "gaitmm-t1", "local3d-f4")]
-    assert (card.loc[missing, "reproduced"] == "not run yet").all()
+    assert (card.loc[missing, "paper's model"] == "not run yet").all()
     assert (card.loc[missing, "data"] == "").all()
+    assert card.loc[missing, "reproduced"].isna().all()
