@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gaitlib
-from gaitlib.training.config import NON_RESULT_KEYS, TrainConfig
+from gaitlib.training.config import TrainConfig
 
 PACKAGE = Path(gaitlib.__file__).resolve().parent
 # Sources that cannot change a training or evaluation result: left out of the code version.
@@ -110,19 +110,12 @@ def resolve(spec: RunSpec, data_root: str | os.PathLike = "data", device: str = 
 
 
 def _result_fields(config: TrainConfig) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
+    from gaitlib.training.rundir import result_fields
 
-    def walk(d: dict, prefix: str) -> None:
-        for k, v in d.items():
-            if isinstance(v, dict) and k != "options":
-                walk(v, f"{prefix}{k}.")
-            else:
-                flat[prefix + k] = v
-
-    walk(json.loads(json.dumps(config.to_dict())), "")
+    flat = result_fields(json.loads(json.dumps(config.to_dict())))
     flat.pop("data.store")  # the store's identity counts, not where it sits
     flat.pop("device")  # a CPU and a GPU run of one config are the same experiment
-    return {k: v for k, v in flat.items() if k not in NON_RESULT_KEYS}
+    return flat
 
 
 def run_key(config: TrainConfig) -> str:

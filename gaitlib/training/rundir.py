@@ -55,7 +55,9 @@ def load_config(run_dir: Path) -> TrainConfig:
     return from_dict(json.loads(path.read_text()))
 
 
-def _comparable(config: dict) -> dict:
+def result_fields(config: dict) -> dict:
+    """A config dict flattened to dotted keys (model options kept whole), without the keys that
+    cannot change a result (``NON_RESULT_KEYS``)."""
     flat: dict[str, Any] = {}
 
     def walk(d: dict, prefix: str) -> None:
@@ -89,7 +91,7 @@ def prepare(run_dir: Path, config: TrainConfig, force: bool) -> bool:
         else:
             old = json.loads((run_dir / CONFIG).read_text())
             new = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as on disk
-            new_flat, old_flat = _comparable(new), _comparable(old)
+            new_flat, old_flat = result_fields(new), result_fields(old)
             diff = sorted(k for k in new_flat.keys() | old_flat.keys()
                           if new_flat.get(k) != old_flat.get(k))
             if diff:
