@@ -17,6 +17,7 @@ def test_smoke_book_builds(tmp_path):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("_build"))
+    shutil.copytree(REPO / "_static", root / "_static")
     for nb in (root / "book").glob("*.ipynb"):
         nb.unlink()  # the smoke run must produce every notebook itself
     runs = reproduce(profile="smoke", data_root=tmp_path / "data", root=root,
