@@ -148,16 +148,24 @@ class Run:
 
         return read_evaluation(self.run_dir)
 
+    def subjects(self):
+        """``(store, train subjects, test subjects)`` of the run, as its trainer resolved them."""
+        from gaitlib.data.store import Store
+        from gaitlib.training.trainer import resolve_subjects
+
+        store = Store(self.config.data.store)
+        train_subjects, test_subjects = resolve_subjects(self.config, store)
+        return store, list(train_subjects), list(test_subjects)
+
     def load_model(self, device: str = "cpu"):
         """The trained model (final checkpoint, ``weights_only`` loading), in eval mode."""
-        from gaitlib.data.store import Store
         from gaitlib.training import checkpoint as ckpt
-        from gaitlib.training.trainer import build_model, resolve_subjects
+        from gaitlib.training.trainer import build_model
 
         latest = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
         if latest is None:
             raise FileNotFoundError(f"{self.run_dir} has no checkpoint")
-        train_subjects, _ = resolve_subjects(self.config, Store(self.config.data.store))
+        _, train_subjects, _ = self.subjects()
         model = build_model(self.config, num_classes=len(train_subjects))
         model.load_state_dict(ckpt.load_checkpoint(latest, device)["model"])
         return model.to(device).eval()

@@ -229,13 +229,10 @@ def test_features(run: Run, n_subjects: int = 10, max_frames: int | None = None,
                   conditions: tuple[str, ...] | None = None, device: str = "cpu"):
     """Embeddings of the first ``n_subjects`` test subjects' sequences with a run's model
     (for t-SNE and similar); frames shrunk as in the run's profile."""
-    from gaitlib.data.store import Store
     from gaitlib.evaluation.extract import extract_features
-    from gaitlib.training.trainer import resolve_subjects
 
-    store = Store(run.config.data.store)
-    _, test = resolve_subjects(run.config, store)
-    items = store.select(subjects=list(test)[:n_subjects], conditions=conditions)
+    store, _, test = run.subjects()
+    items = store.select(subjects=test[:n_subjects], conditions=conditions)
     frames = run.config.eval.max_frames if max_frames is None else max_frames
     return extract_features(run.load_model(device), store, items, device, max_frames=frames,
                             sequences_per_batch=16, height=run.config.data.resolution)
@@ -247,12 +244,9 @@ def test_sequence(run: Run, index: int = 0, max_frames: int = 30):
 
     from gaitlib.data.pretreatment import crop_width
     from gaitlib.data.sampling import to_model_input
-    from gaitlib.data.store import Store
-    from gaitlib.training.trainer import resolve_subjects
 
-    store = Store(run.config.data.store)
-    _, test = resolve_subjects(run.config, store)
-    item = int(store.select(subjects=list(test)[:1])[index])
+    store, _, test = run.subjects()
+    item = int(store.select(subjects=test[:1])[index])
     frames = crop_width(store.frames_of(item))[:max_frames]
     sils = to_model_input(torch.from_numpy(np.ascontiguousarray(frames)), "cpu",
                           run.config.data.resolution)
@@ -338,8 +332,7 @@ def compact_ablation(table: pd.DataFrame) -> pd.DataFrame:
     conditions = [c[: -len(" reproduced")] for c in table.columns if c.endswith(" reproduced")]
     for c in conditions:
         ci = table.get(f"{c} 95% CI")
-        out[c] = [f"{v:.1f} {t}" if isinstance(t, str) and t.startswith("[") else
-                  ("" if v != v else f"{v:.1f}")
+        out[c] = [f"{v:.1f} {t}" if _parse_ci(t) else ("" if v != v else f"{v:.1f}")
                   for v, t in zip(table[f"{c} reproduced"],
                                   ci if ci is not None else [None] * len(table), strict=True)]
         out[f"{c} paper"] = table[f"{c} reported"]
@@ -390,12 +383,17 @@ def ordering_note(table: pd.DataFrame) -> str:
             f"that are not resolved by this run.")
 
 
+def _parse_ci(text) -> tuple[float, float] | None:
+    """``(low, high)`` of a CI cell written as ``'[low, high]'`` (gaitlib.report.tables), else None."""
+    if not isinstance(text, str) or not text.startswith("["):
+        return None
+    low, high = (float(x) for x in text.strip("[]").split(","))
+    return low, high
+
+
 def _ci_width(line: pd.Series) -> float:
-    widths = []
-    for col, text in line.items():
-        if str(col).endswith("95% CI") and isinstance(text, str) and text.startswith("["):
-            low, high = (float(x) for x in text.strip("[]").split(","))
-            widths.append(high - low)
+    cis = [_parse_ci(text) for col, text in line.items() if str(col).endswith("95% CI")]
+    widths = [high - low for low, high in filter(None, cis)]
     return float(np.mean(widths)) if widths else np.nan
 
 
@@ -428,10 +426,10 @@ def plot_ablation(table: pd.DataFrame, title: str = ""):
 
 
 def _err(text, value: float) -> tuple[float, float]:
-    if not isinstance(text, str) or not text.startswith("["):
+    ci = _parse_ci(text)
+    if ci is None:
         return (0.0, 0.0)
-    low, high = (float(x) for x in text.strip("[]").split(","))
-    return (max(value - low, 0.0), max(high - value, 0.0))
+    return (max(value - ci[0], 0.0), max(ci[1] - value, 0.0))
 
 
 def parameter_table(runs: dict[str, Run]) -> pd.DataFrame:
