@@ -35,6 +35,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0 if summary.imported else 1
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from gaitlib.data.store import Store
+
+    store = Store(args.store)  # the index is validated against the frames on opening
+    checked = store.verify()
+    how = (f"checksums of {', '.join(checked)} verified" if checked
+           else "no checksums in meta.json (written by an older gaitlib): structure checked only")
+    print(f"{args.store}: ok: {len(store)} sequences, {store.meta['n_frames']} frames, "
+          f"{store.meta.get('n_subjects', '?')} subjects; {how}")
+    return 0
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from gaitlib.report.reproduce import reproduce
 
@@ -77,7 +89,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
     from gaitlib.data.store import Store
-    from gaitlib.training import CheckpointError, apply_overrides, recipe, train
+    from gaitlib.training import (
+        CheckpointError,
+        NonFiniteLossError,
+        RunDirError,
+        apply_overrides,
+        recipe,
+        train,
+    )
     from gaitlib.training.distributed import init, shutdown
 
     store = _resolve_store(args.data, args.data_root)
@@ -90,8 +109,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{args.model}-{store.name}-{args.profile}-seed{config.seed}"
     info = init(config.device)
     try:
-        result = train(config, out, force=args.force, progress=not args.no_progress, info=info)
-    except CheckpointError as err:
+        result = train(config, out, force=args.force, progress=not args.no_progress, info=info,
+                       wait=args.wait)
+    except (CheckpointError, NonFiniteLossError, RunDirError) as err:
         print(f"gaitlib: error: {err}", file=sys.stderr)
         return 2
     finally:
@@ -104,13 +124,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from gaitlib.training import CheckpointError, evaluate_run
+    from gaitlib.training import CheckpointError, RunDirError, evaluate_run
     from gaitlib.training.distributed import shutdown
 
     try:
         result, iteration = evaluate_run(args.run_dir, bootstrap=args.bootstrap, metric=args.metric,
-                                         write=args.write, progress=not args.no_progress)
-    except CheckpointError as err:
+                                         write=args.write, progress=not args.no_progress,
+                                         wait=args.wait)
+    except (CheckpointError, RunDirError) as err:
         print(f"gaitlib: error: {err}", file=sys.stderr)
         return 2
     finally:
@@ -158,6 +179,8 @@ def _add_train_parsers(commands) -> None:
     train.add_argument("--show-config", action="store_true",
                        help="print the resulting config as JSON and exit")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--wait", action="store_true",
+                       help="if another process is using --out, wait for it instead of exiting")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="config overrides, e.g. optimizer.lr=3e-4 sampling.p=4")
     train.set_defaults(func=_cmd_train)
@@ -173,7 +196,9 @@ def _add_train_parsers(commands) -> None:
     ev.add_argument("--metric", choices=("euc", "cos"), default=None,
                     help="distance (default: the run's eval.metric)")
     ev.add_argument("--write", action="store_true",
-                    help="also rewrite RUN_DIR/eval.csv and eval.json")
+                    help="also rewrite RUN_DIR/eval.csv and eval.json (finished runs only)")
+    ev.add_argument("--wait", action="store_true",
+                    help="with --write: if another process is using RUN_DIR, wait for it")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)
 
@@ -223,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="frame side: 64 (default; 64x44 model input) or 128 (128x88 input)")
     imp.add_argument("--force", action="store_true", help="replace an existing store")
     imp.set_defaults(func=_cmd_import)
+
+    check = data_cmds.add_parser(
+        "check", help="verify a store: index against frames, checksums",
+        description="Open STORE (its index is checked against the frames: labels unique, starts "
+                    "contiguous, lengths positive, shape consistent) and verify index.csv and "
+                    "frames.u8 against the checksums in meta.json, reading every byte.")
+    check.add_argument("store", type=Path, metavar="STORE", help="a store directory")
+    check.set_defaults(func=_cmd_check)
 
     _add_train_parsers(commands)
 
@@ -274,9 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, as the command's errors are (no source line, no path)."""
+    print(f"gaitlib: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     from gaitlib.data.store import StoreError
     from gaitlib.report.reproduce import BookBuildError
 
@@ -285,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileExistsError, FileNotFoundError, ValueError, StoreError, BookBuildError) as err:
         print(f"gaitlib: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

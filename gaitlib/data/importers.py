@@ -62,10 +62,14 @@ SKIP_REASONS = {
     "bad_array": "pkl array is not uint8 (T, size, size) at the requested frame size",
     "empty_array": "pkl array has no frames",
     "ambiguous_pkl": "several pkl files and none named VIEW.pkl",
+    "no_foreground": "every frame is empty (all zero): no silhouette to learn or score",
 }
 #: Sequences imported but worth a warning.
 NOTES = {
     "short_kept": f"pkl sequence shorter than {MIN_FRAMES} frames, kept as OpenGait wrote it",
+    "rescaled_01": "pkl silhouettes valued 0/1, rescaled to 0/255 (the values OpenGait writes)",
+    "duplicate_frames": "PNG files with the same frame number (e.g. '... (copy).png'): each "
+                        "frame imported once, the copies left out",
 }
 MAX_EXAMPLES = 3
 
@@ -193,14 +197,37 @@ def _file_kind(tasks: list[Task], src: Path) -> str:
 
 # ----------------------------------------------------------------------------- loading (workers)
 
+# What file managers append to a copied file's name: " (copy)", " (2)", " copy 3", "-Copy".
+_COPY_SUFFIX = re.compile(r"(\s*\((copy[^)]*|\d+)\)|[\s_-]+copy(\s*\d+)?)+$", re.IGNORECASE)
+
+
 def _frame_number(name: str) -> tuple[int, int, str]:
-    digits = re.findall(r"\d+", Path(name).stem)
+    stem = _COPY_SUFFIX.sub("", Path(name).stem)
+    digits = re.findall(r"\d+", stem)
     return (0, int(digits[-1]), name) if digits else (1, 0, name)
 
 
+def _unique_frames(names: list[str]) -> tuple[list[str], list[str]]:
+    """Frame files in frame order, one per frame number (the shortest name: the original, not
+    '... (copy).png'), and the duplicates left out."""
+    keep: dict[int, str] = {}
+    dropped, unnumbered = [], []
+    for name in names:
+        has_number, number, _ = _frame_number(name)
+        if has_number:  # no number: ordered by name, never a duplicate
+            unnumbered.append(name)
+        elif number in keep:
+            first, second = sorted((keep[number], name), key=lambda n: (len(n), n))
+            keep[number] = first
+            dropped.append(second)
+        else:
+            keep[number] = name
+    return sorted(keep.values(), key=_frame_number) + sorted(unnumbered), dropped
+
+
 def _load_png(task: Task) -> Result:
-    names = sorted((n for n in os.listdir(task.path) if n.lower().endswith(".png")),
-                   key=_frame_number)
+    names, dropped = _unique_frames([n for n in os.listdir(task.path)
+                                     if n.lower().endswith(".png")])
     if not names:
         return Result(task, None, "empty_dir", task.path)
     raw = []
@@ -214,6 +241,9 @@ def _load_png(task: Task) -> Result:
     if len(frames) < MIN_FRAMES:
         return Result(task, None, "too_few_frames",
                       f"{task.path}: {len(frames)} of {len(raw)} frames kept")
+    if dropped:
+        return Result(task, frames, "duplicate_frames",
+                      f"{task.path}: left out {len(dropped)}, e.g. {dropped[0]}")
     return Result(task, frames)
 
 
@@ -236,6 +266,12 @@ def _load_pkl(task: Task) -> Result:
         return Result(task, None, "bad_array", f"{path}: {arr.dtype} {arr.shape}")
     if len(arr) == 0:
         return Result(task, None, "empty_array", path)
+    top = int(arr.max())
+    if top == 0:
+        return Result(task, None, "no_foreground", f"{path}: {len(arr)} frames, all zero")
+    if top == 1:  # a 0/1 mask would reach the model as 1/255: scale it to OpenGait's 0/255
+        return Result(task, np.ascontiguousarray(arr * np.uint8(255)), "rescaled_01",
+                      f"{path}: {len(arr)} frames")
     # OpenGait's pretreatment warns about but still writes 1-4-frame sequences, and its
     # CASIA-B evaluation uses them (13,592 sequences), so an imported pkl tree keeps them.
     note = "short_kept" if len(arr) < MIN_FRAMES else None
@@ -291,6 +327,7 @@ class ImportSummary:
     notes: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    cleaned: list[str] = field(default_factory=list)  # stale temporary dirs of earlier imports
 
     def skip(self, reason: str, detail: str) -> None:
         self._count(self.skipped, reason, detail)
@@ -324,6 +361,9 @@ class ImportSummary:
         if self.notes:
             lines.append("  imported with a warning:")
             lines += self._details(self.notes, NOTES)
+        if self.cleaned:
+            lines.append(f"  removed {len(self.cleaned)} temporary directories of interrupted "
+                         f"imports: {', '.join(self.cleaned[:MAX_EXAMPLES])}")
         return "\n".join(lines)
 
     def _details(self, counter: Counter, descriptions: dict[str, str]) -> list[str]:
@@ -369,13 +409,14 @@ def import_dataset(dataset: str, src: str | os.PathLike, out: str | os.PathLike,
             "pretreated_on_import": kind == "png"}
     subjects: set[str] = set()
     with StoreWriter(out, dataset, frame_size=frame_size, force=force, extra_meta=meta) as writer:
+        summary.cleaned = [str(p) for p in writer.cleaned]
         bar = tqdm(total=len(tasks), unit="seq", desc=f"import {dataset}", disable=not progress)
         with bar:
             for res in _results(tasks, workers):
                 bar.update()
                 if res.frames is None:
                     summary.skip(res.reason, res.detail)
-                    if res.reason == "too_few_frames":
+                    if res.reason in ("too_few_frames", "no_foreground"):
                         log.warning("dropped (%s): %s", SKIP_REASONS[res.reason], res.detail)
                     continue
                 if res.reason:

@@ -4,7 +4,14 @@ One store per dataset, a directory holding
 
 - ``frames.u8``: every frame of every sequence, uint8, back to back (memory-mapped on read);
 - ``index.csv``: one row per sequence: subject, condition, view, start (frame offset), length;
-- ``meta.json``: format version, dataset name, frame shape, counts, provenance.
+- ``meta.json``: format version, dataset name, frame shape, counts, provenance, and the
+  SHA-256 of ``index.csv`` and ``frames.u8`` (``checksums``).
+
+Opening a store checks that the index describes the frames: every row's labels present and
+unique, starts contiguous from 0, lengths positive, the last sequence ending at the last
+frame, the frame shape square and consistent with the byte count, and ``index.csv`` equal to
+its recorded checksum (cheap: the index is small). The frames' checksum is verified on demand
+(:meth:`Store.verify`, ``gaitlib data check``): it reads every byte.
 
 No pickles anywhere. A store is written into a sibling temporary directory and renamed
 into place only when complete, so an interrupted import never leaves a directory that
@@ -13,8 +20,11 @@ looks like a finished store; ``meta.json`` is the last file written.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,8 +39,65 @@ FORMAT_VERSION = 1
 INDEX_COLUMNS = ["subject", "condition", "view", "start", "length"]
 
 
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 24  # bytes hashed at a time
+
+
 class StoreError(RuntimeError):
     """A store is missing, incomplete or inconsistent."""
+
+
+def read_meta(meta_file: str | os.PathLike) -> dict:
+    """``meta.json`` as a dict; a file that is not a JSON object is a StoreError naming it."""
+    meta_file = Path(meta_file)
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StoreError(f"{meta_file}: unreadable store metadata ({type(err).__name__}: {err})") \
+            from err
+    if not isinstance(meta, dict):
+        raise StoreError(f"{meta_file}: store metadata must be a JSON object, got "
+                         f"{type(meta).__name__}")
+    return meta
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)(?:-.*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale(out: str | os.PathLike) -> list[Path]:
+    """Remove the temporary directories that interrupted writes of the store ``out`` left
+    beside it (``.NAME.tmp-PID-*``, ``.NAME.old-PID``), unless their process still runs.
+    Returns the removed paths."""
+    out = Path(out)
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for entry in out.parent.iterdir():
+        m = _TMP_NAME.match(entry.name)
+        if not (m and m["name"] == out.name and entry.is_dir()) or _alive(int(m["pid"])):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        log.warning("removed %s, left by an interrupted write of %s", entry, out)
+        removed.append(entry)
+    return removed
 
 
 class StoreWriter:
@@ -51,12 +118,17 @@ class StoreWriter:
         self._n_frames = 0
         self._tmp: Path | None = None
         self._file = None
+        self._digest = hashlib.sha256()
+        self.cleaned: list[Path] = []  # stale temporary directories removed on entry
 
     def __enter__(self) -> StoreWriter:
         if self.out.exists() and not self.force:
             raise FileExistsError(f"{self.out} already exists; pass force=True (--force) to replace it")
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+        self.cleaned = clean_stale(self.out)
+        # The pid in the name tells a later writer whether this directory is still in use.
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-{os.getpid()}-",
+                                          dir=self.out.parent))
         self._file = open(self._tmp / "frames.u8", "wb")
         return self
 
@@ -68,7 +140,9 @@ class StoreWriter:
                              f"{self.frame_shape[1]}), got {frames.dtype} {frames.shape}")
         if len(frames) == 0:
             raise ValueError(f"{subject}/{condition}/{view}: a sequence needs at least one frame")
-        self._file.write(frames.tobytes())
+        data = frames.tobytes()
+        self._file.write(data)
+        self._digest.update(data)
         self._rows.append((str(subject), str(condition), str(view), self._n_frames, len(frames)))
         self._n_frames += len(frames)
 
@@ -89,6 +163,8 @@ class StoreWriter:
             "n_subjects": int(index["subject"].nunique()),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             **self.extra_meta,
+            "checksums": {"index.csv": _sha256_file(self._tmp / "index.csv"),
+                          "frames.u8": self._digest.hexdigest()},
         }
         (self._tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(self._tmp, self.out)
@@ -123,22 +199,114 @@ class Store:
             hint = " (an interrupted import leaves no store)" if self.path.is_dir() else ""
             raise StoreError(f"{self.path} is not a gaitlib store: no meta.json{hint}. "
                              "Create one with `gaitlib data synth` or `gaitlib data import`.")
-        self.meta = json.loads(meta_file.read_text())
+        self.meta = read_meta(meta_file)
         if self.meta.get("format") != FORMAT or self.meta.get("format_version") != FORMAT_VERSION:
             raise StoreError(f"{meta_file}: unsupported store format {self.meta.get('format')!r} "
                              f"version {self.meta.get('format_version')!r}")
-        self.index = pd.read_csv(self.path / "index.csv", dtype={"subject": str, "condition": str,
-                                                                  "view": str})
-        h, w = self.meta["frame_shape"]
-        n = int(self.meta["n_frames"])
+        h, w, n = self._check_meta(meta_file)
+        self.index = self._read_index(self.path / "index.csv")
         expected = n * h * w
-        size = (self.path / "frames.u8").stat().st_size
+        frames_file = self.path / "frames.u8"
+        size = frames_file.stat().st_size if frames_file.is_file() else 0
         if size != expected or len(self.index) != self.meta["n_sequences"]:
             raise StoreError(f"{self.path}: frames.u8 has {size} bytes and index {len(self.index)} rows; "
                              f"meta.json says {expected} bytes and {self.meta['n_sequences']} sequences")
-        self.frames = np.memmap(self.path / "frames.u8", dtype=np.uint8, mode="r", shape=(n, h, w))
         self._start = self.index["start"].to_numpy()
         self._length = self.index["length"].to_numpy()
+        self._check_extent(n)
+        self.frames = np.memmap(frames_file, dtype=np.uint8, mode="r", shape=(n, h, w))
+
+    def _check_meta(self, meta_file: Path) -> tuple[int, int, int]:
+        """Frame height, width and count from meta.json, which must hold them as positive ints
+        with square frames (the writer only writes square frames; a shape with the same byte
+        count, such as 32x128 for 64x64, would read every frame as noise)."""
+        missing = [k for k in ("dataset", "frame_shape", "n_frames", "n_sequences")
+                   if k not in self.meta]
+        if missing:
+            raise StoreError(f"{meta_file}: missing {', '.join(missing)}")
+        shape, n = self.meta["frame_shape"], self.meta["n_frames"]
+        ok = (isinstance(shape, list) and len(shape) == 2
+              and all(isinstance(x, int) and x > 0 for x in shape) and shape[0] == shape[1])
+        if not ok:
+            raise StoreError(f"{meta_file}: frame_shape {shape!r} is not a square [size, size] "
+                             "of positive integers")
+        for key in ("n_frames", "n_sequences"):
+            if not isinstance(self.meta[key], int) or self.meta[key] < 0:
+                raise StoreError(f"{meta_file}: {key} {self.meta[key]!r} is not a count")
+        return shape[0], shape[1], n
+
+    def _read_index(self, index_file: Path) -> pd.DataFrame:
+        """index.csv, checked row by row: a malformed row is a StoreError naming the file and
+        the line, never a TypeError later. Also checked against its recorded checksum."""
+        if not index_file.is_file():
+            raise StoreError(f"{self.path}: no index.csv (an incomplete store)")
+        recorded = self.meta.get("checksums", {}).get("index.csv")
+        if recorded is not None and _sha256_file(index_file) != recorded:
+            raise StoreError(f"{index_file} does not match its checksum in meta.json: the index "
+                             "was changed after the store was written (labels or offsets of "
+                             "other sequences would be read); re-create the store")
+        try:
+            index = pd.read_csv(index_file, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise StoreError(f"{index_file}: not a readable CSV ({err})") from err
+        missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+        if missing:
+            raise StoreError(f"{index_file}: missing column(s) {', '.join(missing)}; expected "
+                             f"{', '.join(INDEX_COLUMNS)}")
+        index = index[INDEX_COLUMNS].copy()
+        for column in ("subject", "condition", "view"):
+            empty = np.flatnonzero(index[column].str.strip().to_numpy() == "")
+            if len(empty):
+                raise StoreError(f"{index_file}, line {empty[0] + 2}: empty {column}")
+        for column in ("start", "length"):
+            ok = index[column].str.fullmatch(r"\d+").to_numpy()
+            if not ok.all():
+                i = int(np.flatnonzero(~ok)[0])
+                raise StoreError(f"{index_file}, line {i + 2}: {column} "
+                                 f"{index[column].iloc[i]!r} is not a non-negative integer")
+            index[column] = index[column].astype(np.int64)
+        dup = index.duplicated(["subject", "condition", "view"], keep=False).to_numpy()
+        if dup.any():
+            rows = np.flatnonzero(dup)
+            first = index.iloc[rows[0]]
+            lines = ", ".join(str(i + 2) for i in rows[:6])
+            raise StoreError(f"{index_file}: {len(rows)} rows share their (subject, condition, "
+                             f"view), e.g. {first['subject']}/{first['condition']}/"
+                             f"{first['view']} (lines {lines})")
+        return index
+
+    def _check_extent(self, n_frames: int) -> None:
+        """Sequences tile frames.u8 exactly: positive lengths, each starting where the previous
+        one ended, the first at 0, the last ending at the last frame."""
+        index_file = self.path / "index.csv"
+        bad = np.flatnonzero(self._length < 1)
+        if len(bad):
+            raise StoreError(f"{index_file}, line {bad[0] + 2}: length {self._length[bad[0]]} "
+                             "(a sequence has at least one frame)")
+        expected = np.concatenate([[0], np.cumsum(self._length)[:-1]]) if len(self._length) \
+            else np.zeros(0, np.int64)
+        bad = np.flatnonzero(self._start != expected)
+        if len(bad):
+            i = int(bad[0])
+            raise StoreError(f"{index_file}, line {i + 2}: start {self._start[i]}, but the "
+                             f"previous sequences end at frame {expected[i]} (starts must be "
+                             "contiguous: shifted, overlapping or reordered rows)")
+        end = int(self._length.sum())
+        if end != n_frames:
+            raise StoreError(f"{index_file}: the sequences cover {end} frames; meta.json and "
+                             f"frames.u8 hold {n_frames}")
+
+    def verify(self) -> dict[str, str]:
+        """Check index.csv and frames.u8 against the checksums in meta.json (reads every byte).
+        Returns {file: 'ok'} per checked file; raises StoreError on a mismatch, and returns
+        {} for a store written without checksums (by an older gaitlib)."""
+        checked = {}
+        for name, recorded in self.meta.get("checksums", {}).items():
+            if _sha256_file(self.path / name) != recorded:
+                raise StoreError(f"{self.path / name} does not match its checksum in meta.json "
+                                 "(changed or corrupted after the store was written)")
+            checked[name] = "ok"
+        return checked
 
     @property
     def dataset(self) -> str:

@@ -17,6 +17,11 @@ import pandas as pd
 from gaitlib.evaluation.distance import as_parts, check_metric, nearest_per_group
 
 
+class NonFiniteFeaturesError(ValueError):
+    """Features with NaN or infinite values: every distance to them is meaningless, and a NaN
+    distance can win a nearest-neighbour search, so such features are never scored."""
+
+
 @dataclass(frozen=True)
 class Row:
     """One row of a results table: which probe conditions it scores, and how probes whose
@@ -62,7 +67,9 @@ class EvaluationResult:
     ``table``: rows (NM/BG/CL or miss/discard) x probe views + 'Mean'; ``view_accuracy``:
     row -> probe view x gallery view accuracies (diagonal included, though no mean uses
     it); ``ci``: bootstrap 95% interval of each row's Mean (columns low, high; NaN when the
-    bootstrap is off).
+    bootstrap is off). ``undefined``: the cells with no probe or no gallery sequence, one line
+    per row and probe view; a probe view with any such cell has no per-view number, and a row
+    with any such probe view has no Mean (NaN), so no mean covers fewer cells than it claims.
     """
 
     protocol: str
@@ -73,6 +80,13 @@ class EvaluationResult:
     bootstrap: int = 0
     n_subjects: int = 0
     n_probes: dict[str, int] = field(default_factory=dict)
+    undefined: list[str] = field(default_factory=list)
+
+    def mean_over_rows(self) -> float:
+        """The mean of the rows' Means (the 'mean over conditions'); NaN when any row's Mean is
+        undefined, never the mean of the rows that happen to be defined."""
+        means = self.table["Mean"].to_numpy(dtype=float)
+        return float(means.mean()) if len(means) and np.isfinite(means).all() else float("nan")
 
     def to_string(self, digits: int = 1) -> str:
         lines = [f"rank-1 accuracy (%), protocol {self.protocol}, metric {self.metric}, "
@@ -83,6 +97,12 @@ class EvaluationResult:
             for name, (low, high) in self.ci[["low", "high"]].iterrows():
                 lines.append(f"  {name}: {self.table.loc[name, 'Mean']:.{digits}f} "
                              f"[{low:.{digits}f}, {high:.{digits}f}]")
+        if self.undefined:
+            lines.append(f"undefined (no probe or no gallery sequence; those per-view numbers "
+                         f"and Means are NaN): {len(self.undefined)}")
+            lines += [f"  {u}" for u in self.undefined[:12]]
+            if len(self.undefined) > 12:
+                lines.append(f"  ... and {len(self.undefined) - 12} more")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -102,16 +122,47 @@ def _labels(name: str, values, n: int) -> np.ndarray:
 
 def summarise(hits: np.ndarray, totals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """From (..., V, V) hit and probe counts: accuracies (..., V, V), per probe view means
-    over gallery views other than the probe's (..., V), and the mean of those (...)."""
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as meant
+    over gallery views other than the probe's (..., V), and the mean of those (...).
+
+    A cell without probes is undefined (NaN), and so is every mean that would include it:
+    a per-view mean over fewer gallery views, or a Mean over fewer probe views, would be a
+    different number that looks like the usual one. On complete data this is the plain mean
+    over the V - 1 other gallery views, then over the V probe views (OpenGait's numbers).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(totals > 0, 100.0 * hits / np.maximum(totals, 1), np.nan)
-        off = acc.copy()
         v = acc.shape[-1]
-        off[..., np.arange(v), np.arange(v)] = np.nan
-        per_view = np.nanmean(off, axis=-1)
-        mean = np.nanmean(per_view, axis=-1)
+        off_diagonal = ~np.eye(v, dtype=bool)
+        cells = acc[..., off_diagonal].reshape(*acc.shape[:-2], v, v - 1)
+        # v == 1 leaves no cross-view cell at all: undefined too
+        per_view = cells.mean(axis=-1) if v > 1 else np.full(acc.shape[:-1], np.nan)
+        mean = per_view.mean(axis=-1)
     return acc, per_view, mean
+
+
+def _undefined_cells(row_names: list[str], view_names: list[str], totals: np.ndarray,
+                     has_probes: np.ndarray, has_gallery_view: np.ndarray) -> list[str]:
+    """One line per (row, probe view) whose mean is undefined, saying which gallery views
+    lack a gallery sequence or the row's probes at that view (totals: (rows, V, V))."""
+    lines = []
+    for r, row in enumerate(row_names):
+        if not has_probes[r].any():
+            lines.append(f"{row}: no probe sequence in the test set (whole row undefined)")
+            continue
+        for i, view in enumerate(view_names):
+            if len(view_names) == 1:
+                lines.append(f"{row} probe view {view}: no other gallery view (one view only)")
+                continue
+            if not has_probes[r, i]:
+                lines.append(f"{row} probe view {view}: no probe sequence at this view")
+                continue
+            missing = [g for j, g in enumerate(view_names) if j != i and totals[r, i, j] == 0]
+            if missing:
+                no_gallery = [g for g in missing if not has_gallery_view[view_names.index(g)]]
+                why = "no gallery sequence" if len(no_gallery) == len(missing) else "no probe counted"
+                lines.append(f"{row} probe view {view}: gallery views {', '.join(missing)} "
+                             f"undefined ({why})")
+    return lines
 
 
 def _subject_counts(proto: Protocol, probe_cond, probe_view, probe_subj, correct, valid,
@@ -168,6 +219,7 @@ def evaluate(features, subjects, conditions, views, protocol: str, metric: str =
     subjects = _labels("subjects", subjects, n)
     conditions = _labels("conditions", conditions, n)
     views = _labels("views", views, n)
+    _check_finite(feats, subjects, conditions, views)
 
     probe_conds = sorted({c for row in proto.rows for c in row.probe_conditions})
     is_gallery = np.isin(conditions, proto.gallery_conditions)
@@ -204,6 +256,15 @@ def evaluate(features, subjects, conditions, views, protocol: str, metric: str =
     acc, per_view, mean = summarise(hits.sum(0), totals.sum(0))
 
     row_names = [row.name for row in proto.rows]
+    row_probe_views = np.zeros((len(proto.rows), n_views), dtype=bool)
+    for r, row in enumerate(proto.rows):
+        row_probe_views[r, p_view[np.isin(conditions[p_idx], row.probe_conditions)]] = True
+    undefined = _undefined_cells(row_names, view_names, totals.sum(0), row_probe_views,
+                                 np.bincount(g_view, minlength=n_views) > 0)
+    if undefined:
+        warnings.warn(f"evaluation gaps (no probe or no gallery sequence) leave {len(undefined)} "
+                      f"means undefined (NaN): {'; '.join(undefined[:4])}"
+                      + (" ..." if len(undefined) > 4 else ""), stacklevel=2)
     table = pd.DataFrame(per_view, index=row_names, columns=view_names)
     table["Mean"] = mean
     view_accuracy = {
@@ -220,4 +281,19 @@ def evaluate(features, subjects, conditions, views, protocol: str, metric: str =
     n_probes = {row.name: int(np.isin(conditions[p_idx], row.probe_conditions).sum())
                 for row in proto.rows}
     return EvaluationResult(protocol, metric, table, view_accuracy, ci, int(bootstrap),
-                            len(boot_names), n_probes)
+                            len(boot_names), n_probes, undefined)
+
+
+def _check_finite(feats, subjects: np.ndarray, conditions: np.ndarray, views: np.ndarray) -> None:
+    """Raise :class:`NonFiniteFeaturesError` naming how many and which sequences have a NaN or
+    infinite feature value (a diverged model, a broken extraction)."""
+    import torch
+
+    bad = np.flatnonzero((~torch.isfinite(feats)).flatten(1).any(1).cpu().numpy())
+    if len(bad):
+        named = ", ".join(f"{subjects[i]}/{conditions[i]}/{views[i]}" for i in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise NonFiniteFeaturesError(
+            f"{len(bad)} of {len(feats)} sequences have non-finite (NaN or inf) features: "
+            f"{named}{more}; a diverged or broken model cannot be scored (check the run's "
+            f"loss in metrics.jsonl)")

@@ -16,13 +16,10 @@ of the package sources that training and evaluation execute).  The run lives in
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -120,11 +117,13 @@ def _result_fields(config: TrainConfig) -> dict[str, Any]:
 
 def run_key(config: TrainConfig) -> str:
     """Hash of the result-determining config, the store's identity and the code version."""
+    from gaitlib.data.store import read_meta
+
     meta = Path(config.data.store) / "meta.json"
     if not meta.is_file():
         raise FileNotFoundError(f"{config.data.store} is not a gaitlib store (no meta.json); "
                                 "create it with `gaitlib data synth` or `gaitlib data import`")
-    store_meta = json.loads(meta.read_text())
+    store_meta = read_meta(meta)
     store_meta.pop("created", None)
     payload = json.dumps({"config": _result_fields(config), "store": store_meta,
                           "code": code_version()}, sort_keys=True, default=str)
@@ -167,31 +166,13 @@ class Run:
             raise FileNotFoundError(f"{self.run_dir} has no checkpoint")
         _, train_subjects, _ = self.subjects()
         model = build_model(self.config, num_classes=len(train_subjects))
-        model.load_state_dict(ckpt.load_checkpoint(latest, device)["model"])
+        ckpt.load_model_state(model, ckpt.load_checkpoint(latest, device), self.config, latest)
         return model.to(device).eval()
 
     def parameters(self) -> int:
         from gaitlib.models import count_parameters
 
         return count_parameters(self.load_model())
-
-
-@contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<run_dir>.lock`` (blocking until it is free).
-
-    Notebooks run in parallel (``gaitlib reproduce --gpus``) may ask for the same run; the second
-    one waits here and then finds the run finished.  ``flock`` locks belong to the open file, so
-    this also serialises threads of one process, and the kernel drops the lock of a process that
-    dies, so a crashed run never leaves the cache locked.
-    """
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.parent / f"{run_dir.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
@@ -202,13 +183,14 @@ def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
     Safe to call for the same spec from several processes or threads at once: one trains, the
     others wait for it and reuse its result.
     """
-    from gaitlib.training.rundir import is_finished
+    from gaitlib.training.rundir import is_finished, run_lock
     from gaitlib.training.trainer import train
 
     config = resolve(spec, data_root, device, workers)
     run_dir = Path(runs_dir) / f"{spec.model}-{run_key(config)}"
     start = time.perf_counter()
-    with _run_lock(run_dir):
+    # Notebooks run in parallel may ask for the same run: the second waits, then reuses it.
+    with run_lock(run_dir, wait=True):
         reused = is_finished(run_dir)
         if not reused:
             (run_dir.parent / f"{run_dir.name}.spec.json").write_text(

@@ -17,8 +17,10 @@ from gaitlib.training.config import (
     set_value,
 )
 from gaitlib.training.recipes import PROFILES, recipe
-from gaitlib.training.trainer import RunResult, evaluate_run, train
+from gaitlib.training.rundir import RunDirError, RunLockedError, UnfinishedRunError
+from gaitlib.training.trainer import NonFiniteLossError, RunResult, evaluate_run, train
 
-__all__ = ["PROFILES", "CheckpointError", "ConfigError", "RunResult", "TrainConfig",
+__all__ = ["PROFILES", "CheckpointError", "ConfigError", "NonFiniteLossError", "RunDirError",
+           "RunLockedError", "RunResult", "TrainConfig", "UnfinishedRunError",
            "apply_overrides", "evaluate_run", "flat_keys", "from_dict", "load_checkpoint",
            "recipe", "save_checkpoint", "set_value", "train"]

@@ -115,3 +115,32 @@ def prune(directory: str | os.PathLike, keep: int) -> None:
     """Delete all but the newest ``keep`` (>= 1) checkpoints."""
     for _, path in list_checkpoints(directory)[: -max(keep, 1)]:
         path.unlink(missing_ok=True)
+
+
+def load_model_state(model: torch.nn.Module, state: dict, config, path: str | os.PathLike) -> None:
+    """Load a checkpoint's weights into ``model`` (built from ``config``, a TrainConfig), after
+    checking that the checkpoint was saved from the same model and options: a checkpoint of
+    another model is a CheckpointError saying which model it holds, not a shape mismatch
+    deep inside ``load_state_dict``."""
+    import json
+
+    def model_of(cfg: dict) -> dict:
+        return json.loads(json.dumps(cfg.get("model", {}), default=str))  # tuples -> lists
+
+    saved, wanted = model_of(state.get("config") or {}), model_of(config.to_dict())
+    if saved != wanted:
+        opts = saved.get("options", {})
+        diff = sorted(k for k in opts.keys() | wanted.get("options", {}).keys()
+                      if opts.get(k) != wanted.get("options", {}).get(k))
+        detail = ", ".join(f"{k}={opts.get(k)!r} (run: {wanted['options'].get(k)!r})"
+                           for k in diff[:6])
+        raise CheckpointError(f"checkpoint {path} holds a {saved.get('name')!r} model"
+                              + (f" with options {detail}" if detail else "")
+                              + f"; this run's config is {wanted.get('name')!r}: the checkpoint "
+                              "belongs to another run")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # same options, other data (e.g. num_classes from the store)
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"checkpoint {path} does not fit the model of this run's config "
+                              f"({first})") from err

@@ -342,7 +342,14 @@ def validate(config: TrainConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
+    if config.loss.triplet_weight < 0 or config.loss.ce_weight < 0:
+        raise ConfigError("loss weights must be >= 0")
     if config.sampling.p < 2 and config.loss.triplet_weight > 0:
         raise ConfigError("the triplet loss needs sampling.p >= 2 (negatives)")
+    if config.sampling.k < 2 and config.loss.triplet_weight > 0:
+        # k=1: no anchor has a positive but itself, so the loss is identically 0 (or, counting
+        # self pairs, only pushes subjects apart): the run would "finish" having learnt nothing
+        raise ConfigError("the triplet loss needs sampling.k >= 2 (positive pairs); with "
+                          "sampling.k=1 it is identically 0")
     if config.loss.triplet_weight <= 0 and config.loss.ce_weight <= 0:
         raise ConfigError("no loss: loss.triplet_weight and loss.ce_weight are both 0")

@@ -12,10 +12,13 @@ Layout::
 
 A directory with ``results.json`` holds a finished run and is only replaced with ``force``; one
 with a ``config.json`` but no results is an interrupted run and is resumed if its config matches.
+One process at a time writes a run directory: :func:`run_lock` holds ``RUN_DIR.lock`` beside it
+(``gaitlib train``, ``gaitlib eval --write`` and the run cache of ``gaitlib reproduce``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -23,6 +26,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +41,66 @@ from gaitlib.training.config import NON_RESULT_KEYS, TrainConfig, from_dict
 CONFIG, ENVIRONMENT = "config.json", "environment.json"
 METRICS, RESULTS = "metrics.jsonl", "results.json"
 CHECKPOINTS = "checkpoints"
+
+
+class RunDirError(RuntimeError):
+    """A run directory cannot be used for what was asked (locked, unfinished)."""
+
+
+class RunLockedError(RunDirError):
+    """Another process holds the run directory's lock."""
+
+
+class UnfinishedRunError(RunDirError):
+    """The run has not finished: its results must not be written or published."""
+
+
+_held = threading.local()  # lock files this thread holds, for re-entry
+
+
+def lock_path(run_dir: Path) -> Path:
+    run_dir = Path(run_dir).resolve()
+    return run_dir.parent / f"{run_dir.name}.lock"
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``<run_dir>.lock`` while the block runs.
+
+    ``wait``: block until the lock is free; otherwise raise :class:`RunLockedError` naming the
+    holder's pid. ``flock`` locks belong to the open file, so this also serialises threads of
+    one process (``gaitlib reproduce --gpus`` runs notebooks in threads), and the kernel drops
+    the lock of a process that dies, so a crashed run never leaves its directory locked. A
+    thread that already holds the lock re-enters without waiting (the run cache locks a run and
+    then trains it, and training locks it too).
+    """
+    path = lock_path(Path(run_dir))
+    held = getattr(_held, "paths", None)
+    if held is None:
+        held = _held.paths = set()
+    if path in held:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunLockedError(f"{run_dir} is in use by another gaitlib process ({holder}; lock "
+                                 f"{path}); wait for it to end, or pass --wait to queue behind "
+                                 "it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -179,6 +245,9 @@ def write_evaluation(run_dir: Path, result) -> dict:
         "bootstrap": result.bootstrap,
         "n_subjects": result.n_subjects,
         "n_probes": result.n_probes,
+        # cells with no probe or no gallery sequence: the per-view numbers and Means they touch
+        # are NaN (null), never means over fewer cells
+        "undefined": list(getattr(result, "undefined", [])),
         # probe view x gallery view accuracies per row, for the heatmaps
         "view_accuracy": {row: json.loads(frame.to_json(orient="split"))
                           for row, frame in result.view_accuracy.items()},
@@ -200,7 +269,8 @@ def read_evaluation(run_dir: Path):
                                columns=[str(c) for c in v["columns"]]).astype(float)
              for row, v in data.get("view_accuracy", {}).items()}
     return EvaluationResult(data["protocol"], data["metric"], table, views, ci,
-                            data["bootstrap"], data["n_subjects"], data["n_probes"])
+                            data["bootstrap"], data["n_subjects"], data["n_probes"],
+                            data.get("undefined", []))
 
 
 def _num(value) -> float | None:

@@ -41,6 +41,10 @@ from gaitlib.training.config import LossConfig, TrainConfig, expand_subjects, va
 from gaitlib.training.distributed import DistInfo
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite: the run diverged and is stopped unpublished."""
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -157,18 +161,30 @@ def _main_rank_first(info: DistInfo, fn):
 
 def train(config: TrainConfig, run_dir: str | Path, *, force: bool = False,
           stop_after: int | None = None, progress: bool = True,
-          info: DistInfo | None = None) -> RunResult:
+          info: DistInfo | None = None, wait: bool = False) -> RunResult:
     """Train ``config`` in ``run_dir`` (resuming an interrupted run there) and evaluate.
 
     ``stop_after``: return after that many iterations (counted from 0, not from the resume
     point) as if interrupted; used by tests and for staged runs. ``info``: the distributed
-    context (default: from the environment torchrun sets).
+    context (default: from the environment torchrun sets). The main rank holds the run
+    directory's lock throughout; another process holding it raises
+    :class:`~gaitlib.training.rundir.RunLockedError`, or is waited for with ``wait``.
+    A loss that turns non-finite raises :class:`NonFiniteLossError` before the step is saved.
     """
+    with contextlib.ExitStack() as lock:
+        return _train(config, run_dir, force, stop_after, progress, info, lock, wait)
+
+
+def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> RunResult:
     validate(config)
     run_dir = Path(run_dir)
     info = info or distributed.init(config.device)
-    resume = bool(distributed.broadcast_flag(
-        bool(_main_rank_first(info, lambda: rundir.prepare(run_dir, config, force))), info))
+
+    def prepare() -> bool:
+        lock.enter_context(rundir.run_lock(run_dir, wait))
+        return rundir.prepare(run_dir, config, force)
+
+    resume = bool(distributed.broadcast_flag(bool(_main_rank_first(info, prepare)), info))
     distributed.barrier(info)
 
     store = Store(config.data.store)
@@ -183,7 +199,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, force: bool = False,
     latest = ckpt.latest_checkpoint(ckpt_dir) if resume else None
     if latest is not None:
         state = ckpt.load_checkpoint(latest)
-        model.load_state_dict(state["model"])
+        ckpt.load_model_state(model, state, config, latest)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["iteration"])
@@ -226,7 +242,11 @@ def train(config: TrainConfig, run_dir: str | Path, *, force: bool = False,
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             if not np.isfinite(logs["loss"]):
-                raise FloatingPointError(f"loss is {logs['loss']} at iteration {iteration}")
+                terms = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+                raise NonFiniteLossError(
+                    f"{run_dir}: the loss is {logs['loss']} at iteration {iteration} ({terms}): "
+                    f"training diverged and stopped; nothing is evaluated or published. Try a "
+                    f"lower optimizer.lr (now {lr:g}) and --force to restart the run")
             bar.update(1)
             if iteration % config.log_every == 0 or iteration == end:
                 now = time.perf_counter()
@@ -300,20 +320,39 @@ def evaluate_model(config: TrainConfig, model: nn.Module, store: Store, test_sub
 
 
 def evaluate_run(run_dir: str | Path, *, bootstrap: int | None = None, metric: str | None = None,
-                 write: bool = False, progress: bool = True, info: DistInfo | None = None):
-    """Re-evaluate the final checkpoint of a run directory (``gaitlib eval``)."""
+                 write: bool = False, progress: bool = True, info: DistInfo | None = None,
+                 wait: bool = False):
+    """Re-evaluate the final checkpoint of a run directory (``gaitlib eval``).
+
+    ``write`` rewrites eval.csv/eval.json: only for a finished run (an unfinished one raises
+    :class:`~gaitlib.training.rundir.UnfinishedRunError`), under the run directory's lock
+    (``wait``: wait for another holder instead of raising). Scoring an unfinished run without
+    ``write`` warns that the checkpoint is not the final model.
+    """
+    import warnings
+
     run_dir = Path(run_dir)
     config = rundir.load_config(run_dir)
-    latest = ckpt.latest_checkpoint(run_dir / rundir.CHECKPOINTS)
-    if latest is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
-    state = ckpt.load_checkpoint(latest)
     info = info or distributed.init(config.device)
-    store = Store(config.data.store)
-    train_subjects, test_subjects = resolve_subjects(config, store)
-    model = build_model(config, num_classes=len(train_subjects)).to(info.device)
-    model.load_state_dict(state["model"])
-    result = evaluate_model(config, model, store, test_subjects, info, bootstrap, metric, progress)
-    if write and info.is_main:
-        rundir.write_evaluation(run_dir, result)
+    with (rundir.run_lock(run_dir, wait) if write and info.is_main else contextlib.nullcontext()):
+        latest = ckpt.latest_checkpoint(run_dir / rundir.CHECKPOINTS)
+        if latest is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
+        if not rundir.is_finished(run_dir):
+            at = ckpt.list_checkpoints(run_dir / rundir.CHECKPOINTS)[-1][0]
+            what = (f"{run_dir} is an unfinished run (checkpoint at iteration {at} of "
+                    f"{config.schedule.iterations}; interrupted, diverged or still training)")
+            if write:
+                raise rundir.UnfinishedRunError(f"{what}: its evaluation is not written; finish "
+                                                "it with `gaitlib train` first")
+            warnings.warn(f"{what}: scoring that checkpoint, not a final model", stacklevel=2)
+        state = ckpt.load_checkpoint(latest)
+        store = Store(config.data.store)
+        train_subjects, test_subjects = resolve_subjects(config, store)
+        model = build_model(config, num_classes=len(train_subjects)).to(info.device)
+        ckpt.load_model_state(model, state, config, latest)
+        result = evaluate_model(config, model, store, test_subjects, info, bootstrap, metric,
+                                progress)
+        if write and info.is_main:
+            rundir.write_evaluation(run_dir, result)
     return result, int(state["iteration"])
