@@ -69,7 +69,9 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)(?:-.*)?$")
+# What StoreWriter leaves beside an interrupted store: ``.NAME.tmp-PID-XXXXXXXX`` (mkdtemp's 8
+# characters; no PID before gaitlib wrote one) and ``.NAME.old-PID`` (a replaced store).
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp-(?:(?P<pid>\d+)-)?[a-z0-9_]{8}|old-(?P<old>\d+))$")
 
 
 def _alive(pid: int) -> bool:
@@ -92,7 +94,10 @@ def clean_stale(out: str | os.PathLike) -> list[Path]:
         return removed
     for entry in out.parent.iterdir():
         m = _TMP_NAME.match(entry.name)
-        if not (m and m["name"] == out.name and entry.is_dir()) or _alive(int(m["pid"])):
+        if not (m and m["name"] == out.name and entry.is_dir()):
+            continue
+        pid = m["pid"] or m["old"]
+        if pid is not None and _alive(int(pid)):  # a write in progress
             continue
         shutil.rmtree(entry, ignore_errors=True)
         log.warning("removed %s, left by an interrupted write of %s", entry, out)

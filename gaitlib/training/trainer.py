@@ -335,17 +335,20 @@ def evaluate_run(run_dir: str | Path, *, bootstrap: int | None = None, metric: s
     config = rundir.load_config(run_dir)
     info = info or distributed.init(config.device)
     with (rundir.run_lock(run_dir, wait) if write and info.is_main else contextlib.nullcontext()):
-        latest = ckpt.latest_checkpoint(run_dir / rundir.CHECKPOINTS)
-        if latest is None:
-            raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
+        found = ckpt.list_checkpoints(run_dir / rundir.CHECKPOINTS)
         if not rundir.is_finished(run_dir):
-            at = ckpt.list_checkpoints(run_dir / rundir.CHECKPOINTS)[-1][0]
-            what = (f"{run_dir} is an unfinished run (checkpoint at iteration {at} of "
-                    f"{config.schedule.iterations}; interrupted, diverged or still training)")
+            what = (f"{run_dir} is an unfinished run (" + (f"checkpoint at iteration "
+                    f"{found[-1][0]} of {config.schedule.iterations}" if found else "no checkpoint")
+                    + "; interrupted, diverged or still training)")
             if write:
                 raise rundir.UnfinishedRunError(f"{what}: its evaluation is not written; finish "
                                                 "it with `gaitlib train` first")
-            warnings.warn(f"{what}: scoring that checkpoint, not a final model", stacklevel=2)
+            if found:
+                warnings.warn(f"{what}: scoring that checkpoint, not a final model",
+                              stacklevel=2)
+        if not found:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
+        latest = found[-1][1]
         state = ckpt.load_checkpoint(latest)
         store = Store(config.data.store)
         train_subjects, test_subjects = resolve_subjects(config, store)
