@@ -442,5 +442,5 @@ def parameter_table(runs: dict[str, Run]) -> pd.DataFrame:
         paper_model = build(run.spec.model, **run.spec.option_dict)
         lines.append({"method": key, "params": count_parameters(paper_model),
                       "params in this run": run.parameters(),
-                      "accuracy": float(run.result().table["Mean"].mean()), "source": "reproduced"})
+                      "accuracy": run.result().mean_over_rows(), "source": "reproduced"})
     return pd.DataFrame(lines)
