@@ -307,17 +307,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line each, as the command's errors are (no source line, no path)."""
-    print(f"gaitlib: warning: {message}", file=file or sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    shown, warnings.showwarning = warnings.showwarning, _show_warning
+    shown = warnings.showwarning
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        """gaitlib's own warnings as one line each, like its errors; others as Python shows them."""
+        if "gaitlib" in Path(str(filename)).parts:
+            print(f"gaitlib: warning: {message}", file=file or sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show_warning
     from gaitlib.data.store import StoreError
     from gaitlib.report.reproduce import BookBuildError
 
