@@ -289,7 +289,10 @@ def _check_finite(feats, subjects: np.ndarray, conditions: np.ndarray, views: np
     infinite feature value (a diverged model, a broken extraction)."""
     import torch
 
-    bad = np.flatnonzero((~torch.isfinite(feats)).flatten(1).any(1).cpu().numpy())
+    # in chunks of rows: a mask of all OU-MVLP test features at once would be hundreds of MB
+    bad = np.concatenate([
+        np.flatnonzero((~torch.isfinite(feats[i : i + 4096])).flatten(1).any(1).cpu().numpy()) + i
+        for i in range(0, len(feats), 4096)] or [np.zeros(0, np.int64)])
     if len(bad):
         named = ", ".join(f"{subjects[i]}/{conditions[i]}/{views[i]}" for i in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
