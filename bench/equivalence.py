@@ -6,8 +6,9 @@ PATH is a checkout of OpenGait (github.com/ShiqiYu/OpenGait; its ``opengait/mode
 the CSTL authors' code (github.com/OliverHxh/CSTL; its ``model/network``), detected from its
 layout.  For every model of that checkout the script builds the reference network from the
 checkout's own files (imported by path; the few project modules their imports pull in --
-OpenGait's ``BaseModel`` and ``utils``, and torchvision / einops when absent -- are replaced by minimal stand-ins, since building the
-network needs none of the training machinery; the checkout is never modified), gives it random
+OpenGait's ``BaseModel`` and ``utils``, and torchvision / einops when absent -- are replaced
+by minimal stand-ins, since building the network needs none of the training machinery; the
+checkout is never modified), gives it random
 weights and BatchNorm statistics, converts its state dict with
 :mod:`gaitlib.models.convert` (what ``gaitlib checkpoint import`` does), runs both networks in
 eval mode on the same random silhouettes and prints the largest absolute difference between
@@ -146,7 +147,9 @@ def cstl_network(checkout: Path, resolution: int = 64, num_classes: int = 73) ->
 
 def randomise(net: nn.Module, seed: int) -> None:
     """Random weights everywhere, BatchNorm statistics and affine terms included (the default
-    init leaves them at 0/1, which would hide a wrong BatchNorm mapping)."""
+    init leaves them at 0/1, which would hide a wrong BatchNorm mapping).  Weights are He-scaled
+    (std sqrt(2 / fan_in)) so activations stay of order one through the depth of the network
+    and the embedding differences are measured at a realistic scale."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in net.state_dict().items():
@@ -161,9 +164,9 @@ def randomise(net: nn.Module, seed: int) -> None:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
             elif t.dim() == 1:  # BatchNorm scale
                 t.copy_(1 + torch.randn(t.shape, generator=g) * 0.1)
-            else:  # keep each layer's default scale, perturb it
-                scale = t.std().item() if t.numel() > 1 and t.std().item() > 0 else 0.1
-                t.copy_(torch.randn(t.shape, generator=g) * scale)
+            else:  # per-part FCs are (parts, in, out); convs (out, in / groups, *kernel)
+                fan_in = t.shape[-2] if leaf in ("fc_bin", "fc") else t[0].numel()
+                t.copy_(torch.randn(t.shape, generator=g) * (2.0 / fan_in) ** 0.5)
 
 
 def _ref_embedding(net: nn.Module, kind: str, sils: torch.Tensor) -> torch.Tensor:
