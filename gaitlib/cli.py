@@ -40,7 +40,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     runs = reproduce(profile=args.profile, data=args.data, data_root=args.data_root,
                      only=args.only, seed=args.seed, build=not args.no_build,
-                     runs_dir=args.runs_dir, gpus=args.gpus, jobs=args.jobs)
+                     runs_dir=args.runs_dir, gpus=args.gpus, jobs=args.jobs,
+                     extra_seeds=[int(x) for x in args.extra_seeds])
     # 'skipped' (needs other data) and 'missing' (notebook not written yet) are not failures.
     return 1 if any(r.status == "failed" for r in runs) else 0
 
@@ -319,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", type=_csv_list, default=None, metavar="IDS",
                      help=f"comma-separated artifact ids (default all): {', '.join(NOTEBOOKS)}")
     rep.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    rep.add_argument("--extra-seeds", type=_csv_list, default=(), metavar="SEEDS",
+                     help="comma-separated further seeds of each ablation's reference row and full "
+                          "model, e.g. 1,2,3,4: the ablation pages add their seed-to-seed SD")
     rep.add_argument("--no-build", action="store_true", help="run the notebooks, skip the HTML build")
     rep.set_defaults(func=_cmd_reproduce)
     return parser
