@@ -148,3 +148,13 @@ def test_kendall_permutation_p_values():
     assert tau == pytest.approx(-1.0) and p == pytest.approx(1.0)
     tau, p = kendall_permutation([1, 3, 2, 4, 5], [1, 2, 3, 4, 5])
     assert tau == pytest.approx(0.8) and 0 < p < 0.1
+
+
+def test_kendall_tau_b_equals_scipys_with_ties():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(1)
+    for n in (4, 6, 9):
+        x, y = rng.integers(0, 4, n).astype(float), rng.integers(0, 4, n).astype(float)
+        tau, p = kendall_permutation(x, y, permutations=2000)
+        assert tau == pytest.approx(kendalltau(x, y).statistic) and 0 < p <= 1

@@ -408,7 +408,7 @@ def ordering_note(table: pd.DataFrame) -> str:
     best_ours = both["Mean reproduced"].idxmax()
     widths = [_ci_width(table.loc[i]) for i in both.index]
     return (f"Rank agreement (Kendall's tau) between the reproduced and the reported means over "
-            f"the {len(both)} rows: **{tau:.2f}**, permutation p = {p:.3f} (the share of all "
+            f"the {len(both)} rows: **{tau:.2f}**, permutation p = {p:.2g} (the share of all "
             f"orderings of the rows that agree with the paper's at least as well; small p: the "
             f"agreement is unlikely by chance). The paper's best row is *{best_paper}*; here it "
             f"is *{best_ours}*. The typical 95% CI of a reproduced condition mean is about "
