@@ -52,7 +52,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     runs = reproduce(profile=args.profile, data=args.data, data_root=args.data_root,
                      only=args.only, seed=args.seed, build=not args.no_build,
-                     runs_dir=args.runs_dir, gpus=args.gpus, jobs=args.jobs)
+                     runs_dir=args.runs_dir, gpus=args.gpus, jobs=args.jobs,
+                     extra_seeds=[int(x) for x in args.extra_seeds])
     # 'skipped' (needs other data) and 'missing' (notebook not written yet) are not failures.
     return 1 if any(r.status == "failed" for r in runs) else 0
 
@@ -140,6 +141,55 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"{args.run_dir}: checkpoint at iteration {iteration}")
         print(result.to_string())
     return 0
+
+
+def _cmd_checkpoint_import(args: argparse.Namespace) -> int:
+    from gaitlib.models.convert import ConversionError
+    from gaitlib.training.import_checkpoint import import_checkpoint
+
+    store = _resolve_store(args.data, args.data_root) if args.data else None
+    try:
+        out = import_checkpoint(args.source, args.src, args.model, args.out, store=store,
+                                force=args.force)
+    except ConversionError as err:
+        print(f"gaitlib: error: {err}", file=sys.stderr)
+        return 2
+    print(f"run directory: {out}")
+    print(f"evaluate it with: gaitlib eval {out}" + ("" if store else
+          "  (after setting data.store in config.json, or import again with --data)"))
+    return 0
+
+
+CHECKPOINT_SOURCES = {"opengait": ("gaitset", "gaitpart", "gaitgl"), "cstl-official": ("cstl",)}
+
+
+def _add_checkpoint_parsers(commands) -> None:
+    ck = commands.add_parser("checkpoint", help="import a reference implementation's checkpoint",
+                             description="Work with checkpoints of other implementations.")
+    ck_cmds = ck.add_subparsers(dest="checkpoint_command", required=True, metavar="ACTION")
+    imp = ck_cmds.add_parser(
+        "import", help="convert an OpenGait or CSTL-authors' checkpoint into a gaitlib run",
+        description="Convert a checkpoint of OpenGait (GaitSet, GaitPart, GaitGL; CASIA-B and "
+                    "OU-MVLP configurations) or of the CSTL authors' code into a gaitlib run "
+                    "directory that `gaitlib eval RUN_DIR` evaluates. The file is read with "
+                    "torch.load(weights_only=True); a checkpoint of another model or shape fails "
+                    "naming the first tensor that does not fit. See book/fidelity.md.")
+    imp.add_argument("--from", dest="source", required=True, choices=list(CHECKPOINT_SOURCES),
+                     help="who wrote the checkpoint: opengait ({'model': state_dict, ...}) or "
+                          "cstl-official (the authors' *-encoder.ptm)")
+    imp.add_argument("src", type=Path, metavar="SRC", help="the checkpoint file")
+    imp.add_argument("--model", required=True,
+                     choices=sorted({m for ms in CHECKPOINT_SOURCES.values() for m in ms}),
+                     help="the network in the checkpoint")
+    imp.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
+                     help="run directory to create")
+    imp.add_argument("--data", default=None, metavar="STORE",
+                     help="dataset store `gaitlib eval` will use: a store path or a dataset name "
+                          "under --data-root (can be set later in RUN_DIR/config.json)")
+    imp.add_argument("--data-root", type=Path, default=Path("data"),
+                     help="directory of named stores (default data)")
+    imp.add_argument("--force", action="store_true", help="replace an existing run directory")
+    imp.set_defaults(func=_cmd_checkpoint_import)
 
 
 def _add_train_parsers(commands) -> None:
@@ -258,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_check)
 
     _add_train_parsers(commands)
+    _add_checkpoint_parsers(commands)
 
     from gaitlib.report.reproduce import DATASETS, FINAL, NOTEBOOKS, PROFILES
 
@@ -302,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", type=_csv_list, default=None, metavar="IDS",
                      help=f"comma-separated artifact ids (default all): {', '.join(NOTEBOOKS)}")
     rep.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    rep.add_argument("--extra-seeds", type=_csv_list, default=(), metavar="SEEDS",
+                     help="comma-separated further seeds of each ablation's reference row and full "
+                          "model, e.g. 1,2,3,4: the ablation pages add their seed-to-seed SD")
     rep.add_argument("--no-build", action="store_true", help="run the notebooks, skip the HTML build")
     rep.set_defaults(func=_cmd_reproduce)
     return parser

@@ -25,7 +25,7 @@ def test_smoke_book_builds(tmp_path):
     assert [r.status for r in runs] == ["ok"] * len(runs), runs
     assert {r.notebook for r in runs} == {"synthetic-data", "scorecard", *ARTIFACT_IDS}
     html = root / "_build" / "html"
-    for page in ("synthetic-data", "scorecard", "reproduction-notes", *ARTIFACT_IDS):
+    for page in ("synthetic-data", "scorecard", "reproduction-notes", "fidelity", *ARTIFACT_IDS):
         assert (html / "book" / f"{page}.html").is_file(), page
     # every artifact recorded its table for the scorecard
     for artifact_id in ARTIFACT_IDS:

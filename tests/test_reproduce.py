@@ -118,6 +118,9 @@ def test_cli_exit_code_counts_failures_only(monkeypatch):
     monkeypatch.setattr(rep, "reproduce", fake)
     assert main(["reproduce", "--no-build", "--gpus", "0,2", "--runs-dir", "/r"]) == 0
     assert seen["gpus"] == ("0", "2") and seen["runs_dir"] == Path("/r") and seen["build"] is False
+    assert seen["extra_seeds"] == []
+    assert main(["reproduce", "--no-build", "--extra-seeds", "1,2"]) == 0
+    assert seen["extra_seeds"] == [1, 2]
     results.append(NotebookRun("d", "failed", 1.0, "boom"))
     assert main(["reproduce", "--no-build"]) == 1
 
@@ -190,11 +193,12 @@ def test_parallel_pool_publishes_passing_notebooks_only(tmp_path):
 def test_sequential_run_in_process(tmp_path, capsys):
     nbs = tmp_path / "notebooks"
     write_notebook(nbs / "cstl-t3.ipynb", PARAMS, "x = 1 / 0")
-    write_notebook(nbs / "cstl-t5.ipynb", PARAMS, "print(device)")
+    write_notebook(nbs / "cstl-t5.ipynb", PARAMS + 'extra_seeds = ""\n', "print(device)")
     root = tmp_path / "site"
     runs = reproduce(profile="smoke", data="casia-b", data_root=casia_root(tmp_path),
                      only=["cstl-t5", "cstl-t3"], build=False, root=root, runs_dir=tmp_path / "runs",
-                     notebooks_dir=nbs, jobs=1)
+                     notebooks_dir=nbs, jobs=1, extra_seeds=(3, 4))
+    assert 'extra_seeds = "3,4"' in injected(root / "book" / "cstl-t5.ipynb")
     assert [(r.notebook, r.status) for r in runs] == [("cstl-t3", "failed"), ("cstl-t5", "ok")]
     assert runs[0].message.startswith("ZeroDivisionError")
     assert not (root / "book" / "cstl-t3.ipynb").exists()

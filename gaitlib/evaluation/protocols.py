@@ -61,6 +61,33 @@ def protocol_for(dataset: str) -> str:
 
 
 @dataclass
+class SubjectCounts:
+    """Per probe subject: ``hits`` and ``totals`` (probes counted), shape
+    (subjects, rows, probe views, gallery views), integers.  Summed over subjects and passed
+    through :func:`summarise` they give the result's table exactly."""
+
+    subjects: list[str]
+    rows: list[str]
+    views: list[str]
+    hits: np.ndarray
+    totals: np.ndarray
+
+    def to_json(self) -> dict:
+        return {"subjects": list(self.subjects), "rows": list(self.rows),
+                "views": list(self.views), "shape": list(self.hits.shape),
+                "hits": self.hits.astype(np.int64).ravel().tolist(),
+                "totals": self.totals.astype(np.int64).ravel().tolist()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SubjectCounts:
+        shape = tuple(data["shape"])
+        return cls([str(s) for s in data["subjects"]], [str(r) for r in data["rows"]],
+                   [str(v) for v in data["views"]],
+                   np.asarray(data["hits"], dtype=np.float64).reshape(shape),
+                   np.asarray(data["totals"], dtype=np.float64).reshape(shape))
+
+
+@dataclass
 class EvaluationResult:
     """Rank-1 accuracies in percent.
 
@@ -70,6 +97,9 @@ class EvaluationResult:
     bootstrap is off). ``undefined``: the cells with no probe or no gallery sequence, one line
     per row and probe view; a probe view with any such cell has no per-view number, and a row
     with any such probe view has no Mean (NaN), so no mean covers fewer cells than it claims.
+    ``subject_counts``: the per-subject hit and probe counts every number above is a sum of
+    (see :class:`SubjectCounts`); two results on the same test subjects can be compared by a
+    paired bootstrap (:func:`gaitlib.evaluation.paired.paired_delta`).
     """
 
     protocol: str
@@ -81,6 +111,7 @@ class EvaluationResult:
     n_subjects: int = 0
     n_probes: dict[str, int] = field(default_factory=dict)
     undefined: list[str] = field(default_factory=list)
+    subject_counts: SubjectCounts | None = None
 
     def mean_over_rows(self) -> float:
         """The mean of the rows' Means (the 'mean over conditions'); NaN when any row's Mean is
@@ -280,8 +311,10 @@ def evaluate(features, subjects, conditions, views, protocol: str, metric: str =
             ci["high"] = np.nanpercentile(means, 97.5, axis=0)
     n_probes = {row.name: int(np.isin(conditions[p_idx], row.probe_conditions).sum())
                 for row in proto.rows}
+    counts = SubjectCounts([str(x) for x in subj_names[boot_names]], row_names,
+                           [str(v) for v in view_names], hits, totals)
     return EvaluationResult(protocol, metric, table, view_accuracy, ci, int(bootstrap),
-                            len(boot_names), n_probes, undefined)
+                            len(boot_names), n_probes, undefined, counts)
 
 
 def _check_finite(feats, subjects: np.ndarray, conditions: np.ndarray, views: np.ndarray) -> None:

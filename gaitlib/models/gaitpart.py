@@ -20,6 +20,9 @@ details the paper leaves open:
   which has exactly the same parameters and arithmetic as 16 separate ones);
 * separate FCs 128 -> 128 per part; triplet loss only.
 
+OpenGait's OU-MVLP configuration is ``channels=(32, 64, 128, 256), halving=(0, 0, 3, 3),
+out_channels=256`` with the two pools still before stages 1 and 2 (``pools``).
+
 Average pooling counts the zero padding at sequence ends (PyTorch's default, as OpenGait).
 """
 
@@ -113,12 +116,12 @@ class GaitPart(nn.Module):
 
     def __init__(self, *, channels: Sequence[int] = (32, 64, 128),
                  halving: Sequence[int] = (0, 2, 3), parts: int = 16, out_channels: int = 128,
-                 squeeze: int = 4, fc_init: str = "opengait"):
+                 squeeze: int = 4, fc_init: str = "opengait", pools: Sequence[int] = (1, 2)):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 1
         for stage, (c, h) in enumerate(zip(channels, halving, strict=True)):
-            if stage > 0:
+            if stage in pools:  # a 2x2 max-pool before this stage
                 layers.append(nn.MaxPool2d(2, 2))
             k = 5 if stage == 0 else 3
             layers += [FocalConv2d(c_in, c, k, halving=h), nn.LeakyReLU(inplace=True),

@@ -33,6 +33,24 @@ class Artifact:
     kind: str  # 'main' (per-view table), 'ablation', 'figure'
     rows: tuple[Row, ...] = ()
     reported: bool = True  # has a file in gaitlib/report/reported/
+    # Ablations: the row (its key) every other row's paired delta is taken against; '' = the
+    # first row.  See reference_row().
+    reference: str = ""
+
+    def reference_row(self) -> Row:
+        """The ablation's reference row: the paper's baseline, i.e. the row its components are
+        added to (GaitMM T3 "BME", 3D Local T3 (a) and T5 (a) "no local block" / "Global", CSTL
+        T3 "Baseline"), or, where the table compares alternatives rather than adding
+        components, its first and simplest alternative (CSTL T4 frame-level features only, T5
+        max pooling, 3D Local T4 Gaussian sampling).  The full model is always the last row, so
+        its delta is the paper's headline claim for the table."""
+        if not self.rows:
+            raise ValueError(f"{self.id} has no rows")
+        key = self.reference or self.rows[0].key()
+        for row in self.rows:
+            if row.key() == key:
+                return row
+        raise ValueError(f"{self.id}: reference row {key!r} is not one of its rows")
 
 
 def _rows(model: str, *specs: tuple[str, dict], setting: str = "") -> tuple[Row, ...]:
@@ -98,7 +116,8 @@ ARTIFACTS: dict[str, Artifact] = {a.id: a for a in (
               *_rows("cstl", ("Baseline", {"mste": False, "ssfl": False, **CSTL_NO_ATA}),
                      ("Baseline + MSTE", {"ssfl": False, **CSTL_NO_ATA}),
                      ("Baseline + MSTE + ATA", {"ssfl": False}),
-                     ("Baseline + MSTE + SSFL", CSTL_NO_ATA), ("CSTL", {})))),
+                     ("Baseline + MSTE + SSFL", CSTL_NO_ATA), ("CSTL", {}))),
+             reference="Baseline"),
     Artifact("cstl-t4", "cstl", "Frame-level, short-term and long-term features (Table 4)", "ablation",
              _rows("cstl", *((label, {"scales": tuple(CSTL_SCALES[p] for p in label.split("+"))})
                              for label in ("Frame-level", "Short-term", "Long-term",

@@ -352,7 +352,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
               only: Sequence[str] | None = None, seed: int = 0, build: bool = True,
               root: Path = REPO, runs_dir: str | Path = "runs", gpus: Sequence[int | str] | None = None,
               notebooks_dir: Path | None = None, workers: Sequence[Worker] | None = None,
-              jobs: int | None = None) -> list[NotebookRun]:
+              jobs: int | None = None, extra_seeds: Sequence[int] = ()) -> list[NotebookRun]:
     """Run the selected notebooks for a profile and dataset, publish the ones that pass, build the book.
 
     ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/``: the repository by default; tests
@@ -361,6 +361,8 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     reported as 'missing'.  ``gpus`` (ids) runs the notebooks in parallel, one per GPU;
     without GPUs, ``jobs`` notebooks run at once on the CPU (default: see :func:`cpu_workers`;
     ``jobs=1`` runs them one by one in this process).  ``workers`` overrides the pool (tests).
+    ``extra_seeds``: further seeds of each ablation's reference row and full model (their
+    seed-to-seed SDs join the ablation pages).
     Raises ValueError for unknown names and FileNotFoundError / ValueError when a real dataset's
     store is absent or of another dataset, before any notebook runs; BookBuildError when the build
     fails.
@@ -394,7 +396,8 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
                       runs_dir=_portable(Path(runs_dir)), seed=seed,
                       results_dir=_portable(Path(root) / "book" / "results"),
                       synthetic_store=_portable(synthetic),
-                      real_store=_portable(data_root / "casia-b"))
+                      real_store=_portable(data_root / "casia-b"),
+                      extra_seeds=",".join(str(int(s)) for s in extra_seeds))
     out_dir = Path(root) / "book"
     started = time.perf_counter()
     results: dict[str, NotebookRun] = {}

@@ -132,14 +132,42 @@ def per_view(runs: dict[str, Run], key: str) -> pd.DataFrame:
     return runs[key].result().table
 
 
-def ablation(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
-    """One line per ablation row: reproduced and reported means per condition, CIs, deltas."""
+def seed_runs(artifact_id: str, seeds, profile: str = "cpu", data: str = "synthetic",
+              data_root: str | os.PathLike = "data", runs_dir: str | os.PathLike = "runs",
+              device: str = "auto", progress: bool = True) -> dict[str, list[Run]]:
+    """Extra seeds of an ablation's reference row and full model (the rows whose difference is
+    the table's claim): row key -> runs, one per seed, for :func:`ablation`'s ``seed_runs``."""
+    art = artifact(artifact_id)
+    out: dict[str, list[Run]] = {}
+    for row in {r.key(): r for r in (art.reference_row(), art.rows[-1])}.values():
+        out[row.key()] = []
+        for seed in seeds:
+            spec = spec_for(row, data, profile, int(seed))
+            print(f"{row.key()} seed {seed}", flush=True)
+            out[row.key()].append(ensure_run(spec, runs_dir, data_root, device, progress=progress))
+    return out
+
+
+def ablation(artifact_id: str, runs: dict[str, Run],
+             seed_runs: dict[str, list[Run]] | None = None, bootstrap: int = 1000) -> pd.DataFrame:
+    """One line per ablation row: reproduced and reported means per condition, CIs, deltas
+    against the paper, and the paired delta against the artifact's reference row
+    (:meth:`~gaitlib.report.artifacts.Artifact.reference_row`) with its 95% paired-bootstrap CI
+    and the paper's own delta.  ``seed_runs``: further seeds of some rows (:func:`seed_runs`);
+    the shown numbers stay those of ``runs`` (the first seed), the seeds add ``seed SD``."""
     from gaitlib.report.tables import ablation_table
 
     art = artifact(artifact_id)
-    results = {row.key(): runs[row.key()].result() for row in art.rows}
+    results: dict[str, object] = {}
+    for row in art.rows:
+        first = runs[row.key()]
+        others = [r for r in (seed_runs or {}).get(row.key(), []) if r.run_dir != first.run_dir]
+        results[row.key()] = [first.result(), *(r.result() for r in others)] if others \
+            else first.result()
     keys = {row.key(): (row.setting or row.label) for row in art.rows}
-    return ablation_table(results, reported(artifact_id), keys=keys)
+    seed = runs[art.rows[0].key()].spec.seed
+    return ablation_table(results, reported(artifact_id), keys=keys,
+                          reference=art.reference_row().key(), bootstrap=bootstrap, seed=seed)
 
 
 def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
@@ -157,6 +185,8 @@ def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
                      "iterations": r.config.schedule.iterations} for k, r in runs.items()},
         "table": json.loads(table.reset_index().to_json(orient="records")),
     }
+    if "paired" in table.attrs:  # ablations: per row and condition delta, delta_ci, seed_sd
+        payload["paired"] = table.attrs["paired"]
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=1, default=str) + "\n")
     os.replace(tmp, out)
@@ -366,21 +396,70 @@ def glue_headline(artifact_id: str, table: pd.DataFrame) -> dict[str, float]:
 
 
 def ordering_note(table: pd.DataFrame) -> str:
-    """Markdown: does the reproduced ablation order the rows as the paper does?"""
-    from scipy.stats import spearmanr
+    """Markdown: does the reproduced ablation order the rows as the paper does?  Kendall's tau
+    between the reproduced and the reported means, with a one-sided permutation p-value."""
+    from gaitlib.report.tables import kendall_permutation
 
     both = table[["Mean reproduced", "Mean reported"]].dropna()
     if len(both) < 3:
         return "Too few rows with reported means to compare orderings."
-    rho = spearmanr(both["Mean reproduced"], both["Mean reported"]).statistic
+    tau, p = kendall_permutation(both["Mean reproduced"], both["Mean reported"])
     best_paper = both["Mean reported"].idxmax()
     best_ours = both["Mean reproduced"].idxmax()
     widths = [_ci_width(table.loc[i]) for i in both.index]
-    return (f"Rank correlation (Spearman) between the reproduced and the reported means over the "
-            f"{len(both)} rows: **{rho:.2f}**. The paper's best row is *{best_paper}*; here it is "
-            f"*{best_ours}*. The typical 95% CI of a reproduced condition mean is about "
-            f"±{np.nanmedian(widths) / 2:.1f} points, so differences between rows smaller than "
-            f"that are not resolved by this run.")
+    return (f"Rank agreement (Kendall's tau) between the reproduced and the reported means over "
+            f"the {len(both)} rows: **{tau:.2f}**, permutation p = {p:.2g} (the share of all "
+            f"orderings of the rows that agree with the paper's at least as well; small p: the "
+            f"agreement is unlikely by chance). The paper's best row is *{best_paper}*; here it "
+            f"is *{best_ours}*. The typical 95% CI of a reproduced condition mean is about "
+            f"±{np.nanmedian(widths) / 2:.1f} points; the paired deltas below are the sharper "
+            f"test of each row against the reference.")
+
+
+def show_paired(table: pd.DataFrame):
+    """The paired deltas of an ablation table (see :func:`gaitlib.report.tables.paired_cells`),
+    styled for the book, with a caption naming the reference row."""
+    from gaitlib.report.tables import paired_cells
+
+    cells = paired_cells(table)
+    info = table.attrs["paired"]
+    try:
+        styled = cells.style
+    except ImportError:
+        return cells
+    caption = (f"Paired delta against \"{info['reference']}\" (reproduced, 95% bootstrap CI over "
+               f"the shared test subjects; * = CI excludes 0) and the paper's delta")
+    return styled.set_caption(caption).set_table_styles(
+        [{"selector": "td", "props": "text-align: right;"}])
+
+
+def paired_note(table: pd.DataFrame) -> str:
+    """Markdown: which rows' paired deltas against the reference are resolved (CI excludes 0)
+    and whether they point the paper's way."""
+    info = table.attrs.get("paired")
+    if not info:
+        return ""
+    ref, lines = info["reference"], []
+    agree = contra = unresolved = 0
+    for label, entry in info["rows"].items():
+        if label == ref:
+            continue
+        e = entry["Mean"]
+        if e["delta_ci"] is None or e["paper_delta"] is None:
+            unresolved += 1
+        elif e["excludes_zero"] and (e["delta"] > 0) == (e["paper_delta"] > 0):
+            agree += 1
+        elif e["excludes_zero"]:
+            contra += 1
+        else:
+            unresolved += 1
+    lines.append(f"Against the reference row *{ref}*, on the mean over conditions: {agree} row(s) "
+                 f"differ in the paper's direction with a 95% paired CI that excludes 0, {contra} "
+                 f"differ in the opposite direction, {unresolved} are not resolved by this run. "
+                 f"The pairing resamples the test subjects once for both rows, so shared "
+                 f"difficulty cancels; it does not cover seed-to-seed variation of training "
+                 f"(the SD, where several seeds ran).")
+    return "\n".join(lines)
 
 
 def _parse_ci(text) -> tuple[float, float] | None:

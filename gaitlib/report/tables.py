@@ -162,29 +162,60 @@ def _reported_rows(reported: pd.DataFrame, key: str, method: str | None) -> pd.D
     return hit
 
 
+def _primary(result):
+    """The result shown for a row: the first of several seeds."""
+    return result[0] if isinstance(result, (list, tuple)) else result
+
+
+def _seed_sd(result, conditions: list[str]) -> dict[str, float]:
+    """Seed-to-seed SD (ddof 1) of each condition's Mean and of their mean; NaN for one seed."""
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    if len(results) < 2:
+        return {c: math.nan for c in [*conditions, "Mean"]}
+    tables = [_table_and_ci(r)[0] for r in results]
+    out = {c: float(np.std([_float(t.loc[c, "Mean"]) for t in tables], ddof=1))
+           for c in conditions}
+    out["Mean"] = float(np.std([float(t["Mean"].mean()) for t in tables], ddof=1))
+    return out
+
+
 def ablation_table(rows: Mapping[str, object], reported: pd.DataFrame, method: str | None = None,
-                   keys: Mapping[str, str] | None = None) -> pd.DataFrame:
+                   keys: Mapping[str, str] | None = None, reference: str | None = None,
+                   bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One line per ablation row (in ``rows``' order, indexed by its label): for every
     condition (NM, BG, CL, ...) and for 'Mean' (the mean over conditions) the reproduced
     mean, its 95% CI as text, the reported number and the difference (reproduced - reported).
 
-    ``rows``: label -> EvaluationResult (or table). A label is looked up in the reported
-    table's ``setting`` column within ``method`` when given; without ``method``, in
+    ``rows``: label -> EvaluationResult (or table), or a list of them (several seeds of the
+    row: the first is the one shown, all give ``<c> seed SD``). A label is looked up in the
+    reported table's ``setting`` column within ``method`` when given; without ``method``, in
     ``setting`` and then in ``method``. ``keys`` maps labels to different reported names.
     Where the paper gives only an overall number (a line whose condition is empty or 'Mean'),
     only the 'Mean' comparison is filled. The Mean's CI is not bootstrapped jointly, so it is
     left out.
+
+    ``reference``: the label of the row every other row is compared with (the paper's baseline
+    row).  Each line then also gets, per condition and for 'Mean', ``<c> paired delta`` (row -
+    reference, reproduced), ``<c> paired low`` / ``<c> paired high`` (95% paired bootstrap
+    interval over the shared test subjects, ``bootstrap`` resamples: see
+    :func:`gaitlib.evaluation.paired.paired_delta`) and ``<c> paper delta`` (the same
+    difference in the paper's table).  Rows without per-subject counts (older evaluations) get
+    the delta without an interval.  The structured form is in ``attrs["paired"]``.
     """
     _check_reported(reported)
     if not rows:
         raise ValueError("no ablation rows given")
+    if reference is not None and reference not in rows:
+        raise KeyError(f"reference row {reference!r} is not one of the rows: {list(rows)}")
     keys = dict(keys or {})
     out = []
+    papers: dict[str, dict[str, float]] = {}
     for label, result in rows.items():
-        table, ci = _table_and_ci(result)
+        table, ci = _table_and_ci(_primary(result))
         conditions = [str(c) for c in table.index]
         paper = _paper_means(_reported_rows(reported, keys.get(label, label), method), conditions,
                              label)
+        papers[label] = paper
         line: dict[str, object] = {"label": label}
         for c in conditions:
             mean = _float(table.loc[c, "Mean"])
@@ -196,10 +227,128 @@ def ablation_table(rows: Mapping[str, object], reported: pd.DataFrame, method: s
         line["Mean reproduced"] = mean
         line["Mean reported"] = paper["Mean"]
         line["Mean delta"] = mean - paper["Mean"]
+        for c, sd in _seed_sd(result, conditions).items():
+            line[f"{c} seed SD"] = sd
         out.append(line)
     df = pd.DataFrame(out).set_index("label")
     df.attrs.update(method=method)
+    if reference is not None:
+        _add_paired(df, rows, papers, reference, bootstrap, seed)
     return df
+
+
+def _add_paired(df: pd.DataFrame, rows: Mapping[str, object], papers: dict[str, dict[str, float]],
+                reference: str, bootstrap: int, seed: int) -> None:
+    """The paired-delta columns and ``attrs["paired"]`` of :func:`ablation_table`."""
+    from gaitlib.evaluation.paired import paired_delta
+
+    ref = _primary(rows[reference])
+    conditions = [c[: -len(" reproduced")] for c in df.columns if c.endswith(" reproduced")]
+    record: dict[str, dict] = {}
+    for label, result in rows.items():
+        mine = _primary(result)
+        try:
+            paired = paired_delta(mine, ref, bootstrap, seed) if label != reference else None
+        except (ValueError, AttributeError):  # no per-subject counts or another test set
+            paired = None
+        entry = {}
+        for c in conditions:
+            paper_delta = papers[label][c] - papers[reference][c]
+            if label == reference:
+                delta, low, high = 0.0, math.nan, math.nan
+            elif paired is not None and c in paired.index:
+                delta, low, high = (float(paired.loc[c, k]) for k in ("delta", "low", "high"))
+            else:
+                delta = _float(df.loc[label, f"{c} reproduced"]) - \
+                    _float(df.loc[reference, f"{c} reproduced"])
+                low = high = math.nan
+            df.loc[label, f"{c} paired delta"] = delta
+            df.loc[label, f"{c} paired low"] = low
+            df.loc[label, f"{c} paired high"] = high
+            df.loc[label, f"{c} paper delta"] = paper_delta
+            sd = _float(df.loc[label, f"{c} seed SD"])
+            entry[c] = {"delta": _json_num(delta),
+                        "delta_ci": None if math.isnan(low) else [_json_num(low), _json_num(high)],
+                        "excludes_zero": bool(low > 0 or high < 0),
+                        "paper_delta": _json_num(paper_delta),
+                        "seed_sd": None if math.isnan(sd) else _json_num(sd)}
+        record[label] = entry
+    df.attrs["paired"] = {"reference": reference, "bootstrap": int(bootstrap), "seed": int(seed),
+                          "rows": record}
+
+
+def _json_num(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 4)
+
+
+def paired_cells(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Text cells of an :func:`ablation_table` with a reference row: per condition
+    ``"+1.2 [+0.3, +2.1]* (paper +0.8)"`` -- the paired delta against the reference row, its
+    95% CI (``*`` where it excludes 0) and the paper's own delta; with several seeds of a row,
+    ``"SD 0.4"`` follows (the seed-to-seed SD of the row's accuracy).  The reference row reads
+    ``"reference"``."""
+    reference = df.attrs.get("paired", {}).get("reference")
+    if reference is None:
+        raise ValueError("the table has no paired deltas (pass reference= to ablation_table)")
+    conditions = [c[: -len(" paired delta")] for c in df.columns if c.endswith(" paired delta")]
+    out = pd.DataFrame(index=df.index)
+    for c in conditions:
+        cells = []
+        for label in df.index:
+            sd = _float(df.loc[label, f"{c} seed SD"])
+            sd_text = "" if math.isnan(sd) else f"; SD {sd:.{digits}f}"
+            if label == reference:
+                cells.append("reference" + sd_text)
+                continue
+            delta = _float(df.loc[label, f"{c} paired delta"])
+            low, high = _float(df.loc[label, f"{c} paired low"]), \
+                _float(df.loc[label, f"{c} paired high"])
+            paper = _float(df.loc[label, f"{c} paper delta"])
+            text = DASH if math.isnan(delta) else f"{delta:+.{digits}f}"
+            if not math.isnan(low):
+                text += f" [{low:+.{digits}f}, {high:+.{digits}f}]" + \
+                    ("*" if low > 0 or high < 0 else "")
+            text += " (paper " + (DASH if math.isnan(paper) else f"{paper:+.{digits}f}") + ")"
+            cells.append(text + sd_text)
+        out[c] = cells
+    out.attrs.update(df.attrs)
+    return out
+
+
+def _tau_b(sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b from pair signs (..., pairs) of two rankings (ties give sign 0)."""
+    pairs = sx.shape[-1]
+    denom = np.sqrt((pairs - (sx == 0).sum(-1)) * (pairs - (sy == 0).sum(-1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sx * sy).sum(-1) / denom
+
+
+def kendall_permutation(x, y, permutations: int = 20000, seed: int = 0) -> tuple[float, float]:
+    """Kendall's tau-b between ``x`` and ``y`` and its one-sided permutation p-value: the share
+    of orderings of ``x`` that agree with ``y`` at least as well (exact over all n! orderings
+    for n <= 8; else ``permutations`` random ones, counting the observed one, so p > 0).  Small
+    n makes the p-value coarse: with 3 rows the smallest possible p is 1/6."""
+    import itertools
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    if len(y) != n or n < 2:
+        raise ValueError("need two equal-length sequences of at least 2 values")
+    i, j = np.triu_indices(n, k=1)
+    sy = np.sign(y[i] - y[j])
+    tau = float(_tau_b(np.sign(x[i] - x[j]), sy))
+    if math.isnan(tau):
+        return tau, math.nan
+    if n <= 8:
+        perms = np.array(list(itertools.permutations(range(n))))
+        extra = 0
+    else:
+        rng = np.random.default_rng(seed)
+        perms = np.stack([rng.permutation(n) for _ in range(permutations)])
+        extra = 1
+    xp = x[perms]
+    taus = np.nan_to_num(_tau_b(np.sign(xp[:, i] - xp[:, j]), sy), nan=-2.0)
+    return tau, float((np.sum(taus >= tau - 1e-12) + extra) / (len(perms) + extra))
 
 
 def _is_delta(column) -> bool:
@@ -251,4 +400,5 @@ def style_comparison(df: pd.DataFrame, digits: int = 1):
     return styler.set_table_styles([{"selector": "td", "props": "text-align: right;"}])
 
 
-__all__ = ["ablation_table", "compare_with_reported", "format_comparison", "style_comparison"]
+__all__ = ["ablation_table", "compare_with_reported", "format_comparison", "kendall_permutation",
+           "paired_cells", "style_comparison"]

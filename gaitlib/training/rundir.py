@@ -252,6 +252,9 @@ def write_evaluation(run_dir: Path, result) -> dict:
         "view_accuracy": {row: json.loads(frame.to_json(orient="split"))
                           for row, frame in result.view_accuracy.items()},
     }
+    counts = getattr(result, "subject_counts", None)
+    if counts is not None:  # per test subject hit/probe counts, for paired comparisons of runs
+        summary["subject_counts"] = counts.to_json()
     write_json(run_dir / "eval.json", summary)
     return summary
 
@@ -260,7 +263,7 @@ def read_evaluation(run_dir: Path):
     """The :class:`~gaitlib.evaluation.EvaluationResult` a run wrote to ``eval.json``."""
     import pandas as pd
 
-    from gaitlib.evaluation.protocols import EvaluationResult
+    from gaitlib.evaluation.protocols import EvaluationResult, SubjectCounts
 
     data = json.loads((Path(run_dir) / "eval.json").read_text())
     table = pd.DataFrame.from_dict(data["table"], orient="index").astype(float)
@@ -268,9 +271,10 @@ def read_evaluation(run_dir: Path):
     views = {row: pd.DataFrame(v["data"], index=[str(i) for i in v["index"]],
                                columns=[str(c) for c in v["columns"]]).astype(float)
              for row, v in data.get("view_accuracy", {}).items()}
+    counts = SubjectCounts.from_json(data["subject_counts"]) if "subject_counts" in data else None
     return EvaluationResult(data["protocol"], data["metric"], table, views, ci,
                             data["bootstrap"], data["n_subjects"], data["n_probes"],
-                            data.get("undefined", []))
+                            data.get("undefined", []), counts)
 
 
 def _num(value) -> float | None:
