@@ -67,7 +67,9 @@ def runs_for(artifact_id: str, profile: str = "cpu", data: str = "synthetic",
         print(f"{row.key()}: {row.model} {row.options or ''}", flush=True)
         runs[row.key()] = ensure_run(spec, runs_dir, data_root, device, progress=progress)
         run = runs[row.key()]
-        print(f"  {'reused' if run.reused else 'trained'} {run.run_dir} ({run.seconds:.0f} s)",
+        # Reused or trained now, and how long it took, differ between builds: not printed into
+        # the page (the status table of `gaitlib reproduce` has the times).
+        print(f"  {run.run_dir} (trained on {', '.join(run.devices()) or 'an unrecorded device'})",
               flush=True)
     return runs
 
@@ -143,23 +145,29 @@ def ablation(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
 
 
 def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
-           results_dir: str | os.PathLike, profile: str, data: str) -> Path:
+           results_dir: str | os.PathLike, profile: str, data: str) -> Path | None:
     """Save the artifact's headline table and where it came from, for the scorecard and for
-    readers without the data: ``<results_dir>/<id>/<data>-<profile>.json``."""
-    from gaitlib.report.results import git_commit
+    readers without the data: ``<results_dir>/<id>/<data>-<profile>.json``.
 
+    Only when ``gaitlib reproduce`` publishes (:func:`gaitlib.report.results.publishing`):
+    running the notebook by hand records nothing.  An unchanged record is left as it is.
+    Returns the path, or None when nothing was recorded.
+    """
+    from gaitlib.report.results import PUBLISH_ENV, git_commit, publishing, write_record
+
+    if not publishing():
+        print(f"not recorded: only `gaitlib reproduce` records results ({PUBLISH_ENV}=1)")
+        return None
     out = Path(results_dir) / artifact_id / f"{data}-{profile}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "artifact": artifact_id, "data": data, "profile": profile,
         "recorded": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
         "runs": {k: {"dir": r.run_dir.name, "model": r.spec.model, "options": r.spec.option_dict,
-                     "iterations": r.config.schedule.iterations} for k, r in runs.items()},
+                     "iterations": r.config.schedule.iterations, "devices": r.devices()}
+                 for k, r in runs.items()},
         "table": json.loads(table.reset_index().to_json(orient="records")),
     }
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str) + "\n")
-    os.replace(tmp, out)
+    write_record(out, payload)
     return out
 
 
@@ -292,6 +300,22 @@ def is_binarized(store_path: str | os.PathLike, sample: int = 200) -> bool:
     store = Store(store_path)
     picks = np.linspace(0, len(store) - 1, min(sample, len(store))).astype(int)
     return all(np.isin(np.unique(store.frames_of(int(i))), (0, 255)).all() for i in picks)
+
+
+def trained_on(runs: dict[str, Run]) -> str:
+    """Markdown: the device(s) the page's runs actually trained on (from their environment
+    records), which need not be the ``device`` the notebook was asked for."""
+    devices: dict[str, int] = {}
+    for run in runs.values():
+        for device in run.devices():
+            devices[device] = devices.get(device, 0) + 1
+    if not devices:
+        return ""
+    n = len(runs)
+    what = "its run" if n == 1 else f"its {n} runs"
+    listing = ", ".join(f"`{d}`" + (f" ({c} of {n})" if len(devices) > 1 else "")
+                        for d, c in sorted(devices.items()))
+    return f"This page's numbers come from {what}, trained on {listing}."
 
 
 def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str, data: str) -> str:

@@ -190,7 +190,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, force: bool = False,
     if info.is_main:
         if resume:  # drop what an interrupted run logged after its last checkpoint
             rundir.truncate_metrics(run_dir, start)
-        rundir.write_environment(run_dir, info.world_size, start if start else None)
+        rundir.write_environment(run_dir, info.world_size, start if start else None, info.device)
 
     total = config.schedule.iterations
     net = _wrap(model, config, info)
