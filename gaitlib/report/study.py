@@ -202,6 +202,27 @@ def headline(entry: dict) -> dict:
             "reported": float(mine["reported"].astype(float).mean())}
 
 
+PAPER_NAMES = {"gaitmm": "GaitMM", "local3d": "3D Local CNN", "cstl": "CSTL"}
+# The OU-MVLP evaluation variants (see gaitlib.evaluation.protocols), in words.
+# A probe "without a gallery" has no gallery sequence of its subject at the gallery view.
+SETTING_WORDS = {"discard": "OU-MVLP, probes without a gallery dropped",
+                 "miss": "OU-MVLP, probes without a gallery as misses"}
+
+
+def model_label(artifact_id: str) -> str:
+    """What the scorecard's headline number is, in words: the paper's model and its setting
+    (resolution, OU-MVLP evaluation variant), or which ablation row is the full model."""
+    art, row = artifact(artifact_id), ours(artifact_id)
+    name = PAPER_NAMES.get(art.paper, art.paper)
+    if art.kind == "ablation":
+        label = row.label if len(row.label) <= 24 else ""
+        setting = f"setting {row.setting}" if row.setting else ""
+        inside = ", ".join(x for x in (label, setting) if x and x != name)
+        return f"{name}, full model" + (f" ({inside})" if inside else "")
+    setting = SETTING_WORDS.get(row.setting, f"at {row.setting}" if row.setting else "")
+    return name + (f" ({setting})" if setting else "")
+
+
 def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
     """Every artifact: the most faithful recorded result, its data and profile, and the paper's
     own model's reproduced against reported mean (over NM/BG/CL, or the OU-MVLP rank-1 of the
@@ -222,10 +243,7 @@ def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
                 line["rows run"] = str(len(best.get("runs", {})))
             else:
                 head = headline(best)
-                setting = ours(aid).setting
-                model = head["model"] if len(head["model"]) <= 24 else \
-                    "full model" + (f" ({setting})" if setting else "")
-                line.update({"paper's model": model, "reproduced": head["reproduced"],
+                line.update({"paper's model": model_label(aid), "reproduced": head["reproduced"],
                              "reported": head["reported"],
                              "delta": head["reproduced"] - head["reported"],
                              "rows run": str(head["rows"])})
