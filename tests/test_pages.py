@@ -84,3 +84,27 @@ def test_runs_report_the_device_they_trained_on(tmp_path):
     mixed = study.trained_on({"A": _run(cpu), "B": _run(moved), "C": _run(cpu)})
     assert mixed == ("This page's numbers come from its 3 runs, trained on `cpu` (3 of 3), "
                      "`cuda:0 (NVIDIA H200), 2 processes` (1 of 3).")
+
+
+def test_published_outputs_do_not_make_the_commit_dirty(tmp_path):
+    import subprocess
+
+    from gaitlib.report.results import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "book" / "results").mkdir(parents=True)
+    for name in ("book/page.ipynb", "book/results/r.json", "book/intro.md", "code.py"):
+        (tmp_path / name).write_text("0")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "x")
+    clean = git_commit(tmp_path)
+    assert len(clean) == 40
+    (tmp_path / "book" / "page.ipynb").write_text("1")  # what a build publishes
+    (tmp_path / "book" / "results" / "r.json").write_text("1")
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "book" / "intro.md").write_text("1")  # a source of the book
+    assert git_commit(tmp_path) == clean + "+dirty"

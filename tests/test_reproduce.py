@@ -395,5 +395,9 @@ def test_only_reproduce_records(tmp_path, monkeypatch):
     before = path.read_bytes()
     assert not write_record(path, {"recorded": "tuesday", "git_commit": "b", "table": [1]})
     assert path.read_bytes() == before  # same result: the file keeps its date and commit
-    assert write_record(path, {"recorded": "tuesday", "git_commit": "b", "table": [2]})
+    assert write_record(path, {"recorded": "tuesday", "git_commit": "b+dirty", "table": [2]})
     assert json.loads(path.read_text())["recorded"] == "tuesday"
+    # the same result from a clean commit replaces one made from uncommitted changes, not back
+    assert write_record(path, {"recorded": "wednesday", "git_commit": "c", "table": [2]})
+    assert not write_record(path, {"recorded": "thursday", "git_commit": "d+dirty", "table": [2]})
+    assert json.loads(path.read_text())["git_commit"] == "c"

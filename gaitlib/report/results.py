@@ -70,16 +70,23 @@ def _stable(payload: dict) -> dict:
     return out
 
 
+def _dirty(payload: dict) -> bool:
+    commit = payload.get("git_commit") or payload.get("provenance", {}).get("git_commit") or ""
+    return str(commit).endswith("+dirty")
+
+
 def write_record(path: str | os.PathLike, payload: dict) -> bool:
     """Write ``payload`` as JSON to ``path`` (atomically) unless the file already holds the same
-    record apart from when and at which commit it was made; True when written."""
+    record apart from when and at which commit it was made (a record made from a dirty tree is
+    replaced by the same one made from a clean commit); True when written."""
     path = Path(path)
     if path.is_file():
         try:
             old = json.loads(path.read_text())
         except ValueError:
             old = None
-        if isinstance(old, dict) and _stable(old) == _stable(json.loads(json.dumps(payload, default=str))):
+        same = isinstance(old, dict) and _stable(old) == _stable(json.loads(json.dumps(payload, default=str)))
+        if same and not (_dirty(old) and not _dirty(payload)):  # a clean commit replaces '+dirty'
             return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
