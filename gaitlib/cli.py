@@ -1,4 +1,9 @@
-"""The ``gaitlib`` command (also ``python -m gaitlib``)."""
+"""The ``gaitlib`` command (also ``python -m gaitlib``).
+
+Start-up imports only the standard library and gaitlib's light modules (configs, recipes, the
+artifact list): torch, pandas and matplotlib load inside the command that needs them, so
+``gaitlib --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from gaitlib.data.splits import CASIA_B_CONDITIONS, CASIA_B_VIEWS
-
 DEFAULT_SYNTH_DIR = Path("data") / "synthetic"
+# The registered models (gaitlib.models.available(); a test keeps the two equal), named here
+# because importing the model zoo imports torch.
+MODELS = ("cstl", "gaitgl", "gaitmm", "gaitpart", "gaitset", "local3d")
 
 
 def _csv_list(text: str) -> tuple[str, ...]:
@@ -17,10 +23,12 @@ def _csv_list(text: str) -> tuple[str, ...]:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from gaitlib.data.splits import CASIA_B_CONDITIONS, CASIA_B_VIEWS
     from gaitlib.data.synthetic import generate
 
-    stats = generate(args.out, n_subjects=args.subjects, seed=args.seed, views=args.views,
-                     conditions=args.conditions, workers=args.workers, force=args.force)
+    stats = generate(args.out, n_subjects=args.subjects, seed=args.seed,
+                     views=args.views or CASIA_B_VIEWS,
+                     conditions=args.conditions or CASIA_B_CONDITIONS, workers=args.workers, force=args.force)
     print(stats.summary())
     return 0
 
@@ -193,7 +201,6 @@ def _add_checkpoint_parsers(commands) -> None:
 
 
 def _add_train_parsers(commands) -> None:
-    from gaitlib.models import available
     from gaitlib.training.config import flat_keys
     from gaitlib.training.recipes import PROFILES
 
@@ -212,8 +219,8 @@ def _add_train_parsers(commands) -> None:
                  "  gaitlib train --model gaitset --data casia-b --profile paper "
                  "optimizer.lr=2e-4\n"
                  "  gaitlib train --model gaitpart --data data/mystore sampling.p=4 seed=1")
-    train.add_argument("--model", required=True, choices=available(), metavar="MODEL",
-                       help=f"model name: {', '.join(available())}")
+    train.add_argument("--model", required=True, choices=MODELS, metavar="MODEL",
+                       help=f"model name: {', '.join(MODELS)}")
     train.add_argument("--data", required=True, metavar="D",
                        help=f"a store path, or a dataset name under --data-root: "
                             f"{', '.join(DATASET_NAMES)}")
@@ -272,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--subjects", type=int, default=100,
                        help="number of subjects (default 100: 50 train, 50 test)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument("--views", type=_csv_list, default=CASIA_B_VIEWS,
+    synth.add_argument("--views", type=_csv_list, default=None,
                        help="comma-separated views in degrees, from 000,018,...,180 (default all 11)")
-    synth.add_argument("--conditions", type=_csv_list, default=CASIA_B_CONDITIONS,
+    synth.add_argument("--conditions", type=_csv_list, default=None,
                        help="comma-separated conditions, e.g. nm-01,bg-01,cl-01 (default all 10)")
     synth.add_argument("--out", type=Path, default=DEFAULT_SYNTH_DIR,
                        help=f"store directory (default {DEFAULT_SYNTH_DIR})")

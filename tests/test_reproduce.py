@@ -270,3 +270,138 @@ def test_a_cheaper_rebuild_keeps_a_more_faithful_page(tmp_path):
     nb.metadata["papermill"]["parameters"] = {"data": "synthetic", "profile": "smoke"}
     nbformat.write(nb, page)
     assert more_faithful_published(page, cheap, "cstl-t3") == ""
+
+
+# --- GPUs that are not there -----------------------------------------------------------------------
+
+def test_gpus_are_refused_without_cuda(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="--gpus 0: torch sees no CUDA GPU on this machine"):
+        rep.check_gpus(["0"])
+    assert main(["reproduce", "--gpus", "0", "--data-root", str(tmp_path), "--no-build"]) == 2
+    assert "run without --gpus to use the CPU" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any data is generated
+
+
+def test_gpu_ids_past_the_last_gpu_are_refused(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    rep.check_gpus(["0", "1"])
+    with pytest.raises(ValueError, match=r"no GPU 2, 5 here; torch sees 2 GPU\(s\), ids 0-1"):
+        rep.check_gpus(["0", "2", "5"])
+
+
+# --- publishing: stable output, only reproduce records -----------------------------------------------
+
+VOLATILE_CELL = """
+import pandas as pd
+from gaitlib.report.reproduce import REPO
+from gaitlib.report.results import publishing
+print("publishing", publishing())
+print("store at", REPO / "data" / "x")
+pd.DataFrame({"a": [1.0, 2.0]}).style.format("{:.1f}")
+"""
+
+RECORD_CELL = """
+import json, pathlib
+from gaitlib.report.results import write_record, publishing
+if publishing():
+    write_record(pathlib.Path(results_dir) / "t.json",
+                 {"recorded": str(__import__("time").time()), "git_commit": "x", "table": [1, 2]})
+"""
+
+
+def test_strip_volatile_normalises_what_changes_between_runs(tmp_path):
+    from gaitlib.report.reproduce import REPO
+
+    def executed(path: Path, uuid: str, seconds: float) -> None:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["language_info"] = {"name": "python", "version": f"3.11.{int(seconds)}"}
+        nb.metadata["papermill"] = {"duration": seconds, "start_time": str(seconds), "parameters": {"a": 1}}
+        nb.metadata["widgets"] = {"state": {uuid: {}}}
+        params = nbformat.v4.new_code_cell('a = 0', metadata={"tags": ["parameters", "hide-cell"]})
+        injected_cell = nbformat.v4.new_code_cell('a = 1', metadata={"tags": ["injected-parameters"]})
+        injected_cell.id = uuid + "ff"
+        table = nbformat.v4.new_code_cell("t")
+        table.metadata["papermill"] = {"duration": seconds, "status": "completed"}
+        table.metadata["execution"] = {"iopub.execute_input": str(seconds)}
+        html = (f'<style>#T_{uuid}_row0_col0 {{color: red}}</style><table id="T_{uuid}">'
+                f'<td id="T_{uuid}_row0_col0">1.0</td></table>')
+        table.outputs = [
+            nbformat.v4.new_output("display_data", {"text/html": html,
+                                                    "text/plain": f"<Styler at 0x7f{uuid}>"}),
+            nbformat.v4.new_output("display_data", {"application/vnd.jupyter.widget-view+json":
+                                                    {"model_id": uuid}}),
+            nbformat.v4.new_output("stream", name="stdout", text=f"wrote {REPO}/runs/x\n"),
+        ]
+        params.id, table.id = "params", "table"  # fixed in the source notebook
+        nb.cells = [params, injected_cell, table]
+        nbformat.write(nb, path)
+
+    a, b = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
+    executed(a, "1b531", 12.5)
+    executed(b, "9f0e2", 30.25)
+    for path in (a, b):
+        rep.strip_volatile(path)
+    assert a.read_text() == b.read_text()
+    nb = nbformat.read(a, as_version=4)
+    assert all("remove-cell" in c.metadata["tags"] for c in nb.cells[:2])  # no parameters on pages
+    assert nb.cells[1].id == "injected-parameters"
+    outputs = nb.cells[2].outputs
+    assert len(outputs) == 2  # the widget (a live progress bar) is gone
+    assert 'id="T_00000"' in outputs[0]["data"]["text/html"]
+    assert outputs[0]["data"]["text/plain"] == "<Styler at 0x0>"
+    assert outputs[1]["text"] == "wrote runs/x\n"
+    assert nb.metadata.papermill == {"parameters": {"a": 1}}
+    rep.strip_volatile(a)  # idempotent
+    assert a.read_text() == b.read_text()
+
+
+def test_rebuild_leaves_published_files_unchanged(tmp_path):
+    nbs = tmp_path / "notebooks"
+    write_notebook(nbs / "cstl-t5.ipynb", PARAMS + 'results_dir = "r"\n', VOLATILE_CELL, RECORD_CELL)
+    root = tmp_path / "site"
+    data_root = casia_root(tmp_path)
+
+    def build() -> dict[str, bytes]:
+        runs = reproduce(profile="smoke", data="casia-b", data_root=data_root, only=["cstl-t5"],
+                         build=False, root=root, runs_dir=tmp_path / "runs", notebooks_dir=nbs, jobs=1)
+        assert runs[0].status == "ok", runs[0]
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    first = build()
+    assert set(first) == {"book/cstl-t5.ipynb", "book/results/t.json"}
+    published = nbformat.read(root / "book" / "cstl-t5.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for o in published.cells[-2].outputs)
+    assert "publishing True" in text and f"store at {rep.REPO}" not in text
+    assert build() == first  # byte for byte: timings, Styler ids, paths, the record's date
+
+
+def test_only_reproduce_records(tmp_path, monkeypatch):
+    from gaitlib.report.results import publishing, write_record
+
+    monkeypatch.delenv("GAITLIB_PUBLISH", raising=False)
+    assert not publishing()
+    nb = tmp_path / "n.ipynb"
+    write_notebook(nb, 'results_dir = "r"\n', RECORD_CELL)
+    # The notebook run by hand (any kernel outside reproduce) computes but records nothing.
+    import papermill
+
+    papermill.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), kernel_name=rep.KERNEL,
+                               cwd=str(tmp_path), progress_bar=False)
+    assert not (tmp_path / "r").exists()
+    path = tmp_path / "rec.json"
+    assert write_record(path, {"recorded": "monday", "git_commit": "a", "table": [1]})
+    before = path.read_bytes()
+    assert not write_record(path, {"recorded": "tuesday", "git_commit": "b", "table": [1]})
+    assert path.read_bytes() == before  # same result: the file keeps its date and commit
+    assert write_record(path, {"recorded": "tuesday", "git_commit": "b+dirty", "table": [2]})
+    assert json.loads(path.read_text())["recorded"] == "tuesday"
+    # the same result from a clean commit replaces one made from uncommitted changes, not back
+    assert write_record(path, {"recorded": "wednesday", "git_commit": "c", "table": [2]})
+    assert not write_record(path, {"recorded": "thursday", "git_commit": "d+dirty", "table": [2]})
+    assert json.loads(path.read_text())["git_commit"] == "c"

@@ -450,7 +450,7 @@ def test_scorecard_lists_every_artifact(tmp_path):
     assert list(card.index) == list(ARTIFACT_IDS)
     assert (card.loc["cstl-t3", "data"], card.loc["cstl-t3", "profile"]) == ("casia-b", "paper")
     # the paper's own model: the last ablation row, the first main-table row
-    assert card.loc["cstl-t3", "paper's model"] == "CSTL"
+    assert card.loc["cstl-t3", "paper's model"] == "CSTL, full model"
     assert (card.loc["cstl-t3", "reproduced"], card.loc["cstl-t3", "reported"]) == (88.0, 90.0)
     assert card.loc["cstl-t3", "delta"] == pytest.approx(-2.0)
     assert card.loc["cstl-t3", "rows run"] == "2"

@@ -70,10 +70,15 @@ def test_overrides_convert_to_field_types():
     ("optimizer", "KEY=VALUE"),
     ("optimizer=1", "is a section"),
     ("profile=paper", "--profile"),
+    ("schedule.milestones=abc", "expected comma-separated integers, e.g. 30,40 or [30, 40]"),
+    ("sampling.window=30", "expected 2 comma-separated integers"),
+    ("optimizer.lr=fast", "optimizer.lr='fast': expected a number"),
 ])
 def test_bad_overrides_are_errors(item, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")) as err:
         apply_overrides(TrainConfig(), [item])
+    key = item.split("=")[0]
+    assert str(err.value).count(f"{key}=") <= 1  # the key=value prefix once, not once per level
 
 
 def test_model_options_checked_against_the_model():

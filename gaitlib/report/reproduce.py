@@ -2,7 +2,11 @@
 
 A notebook is published into ``book/`` only when it ran without error: a failing notebook is
 reported and the previously published copy (if any) stays, so the book never shows a half-run
-notebook. Volatile metadata (timings, kernel paths) is stripped so published notebooks diff cleanly.
+notebook. What changes from one run to the next without the results changing (timings, random
+ids, machine paths, widget state) is stripped or normalised (:func:`strip_volatile`), so
+rebuilding the same commit with the same runs leaves ``git status`` clean.  Only notebooks run
+here may record results into ``book/results`` (``GAITLIB_PUBLISH``, see
+:mod:`gaitlib.report.results`).
 
 The notebooks run in a fixed order: ``synthetic-data``, one notebook per artifact of
 :data:`gaitlib.report.artifacts.ARTIFACT_IDS`, then ``scorecard``, which reads the others' results
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS
+from gaitlib.report.results import PUBLISH_ENV
 from gaitlib.report.runs import store_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +96,25 @@ def gpu_workers(gpus: Sequence[int | str]) -> list[Worker]:
     if not workers:
         raise ValueError("--gpus needs at least one GPU id, e.g. --gpus 0,1")
     return workers
+
+
+def check_gpus(gpus: Sequence[int | str]) -> None:
+    """Refuse GPU ids that torch cannot see here (no CUDA at all, or ids past the last GPU), so a
+    CPU-only machine never runs a 'GPU' build that silently trains on the CPU."""
+    import torch
+
+    ids = [int(str(g).strip()) for g in gpus]
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    asked = ",".join(str(i) for i in ids)
+    if count == 0:
+        raise ValueError(f"--gpus {asked}: torch sees no CUDA GPU on this machine (torch "
+                         f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); run "
+                         "without --gpus to use the CPU, or install the CUDA build of PyTorch "
+                         "(see the README)")
+    beyond = [i for i in ids if i >= count]
+    if beyond:
+        raise ValueError(f"--gpus {asked}: no GPU {', '.join(map(str, beyond))} here; torch sees "
+                         f"{count} GPU(s), ids 0-{count - 1}")
 
 
 def cpu_workers(jobs: int | None = None) -> list[Worker]:
@@ -173,22 +198,65 @@ def ensure_kernel() -> None:
                     "--display-name", "Python (gaitlib)"], check=True, capture_output=True)
 
 
+# A pandas Styler table's id: 'T_' and five random hex digits, new on every run.
+_STYLER_ID = re.compile(r"\bT_([0-9a-f]{5})(?=[_\"\s{])")
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+# An object's default repr ('<pandas...Styler at 0x7f0e554249d0>'): a memory address.
+_ADDRESS = re.compile(r"(<[^<>\n]* at )0x[0-9a-f]+>")
+
+
 def strip_volatile(path: Path) -> None:
-    """Drop timings and machine-specific metadata from an executed notebook."""
+    """Make an executed notebook depend only on its inputs and results, and ready to publish.
+
+    Drops timings, papermill's paths and the widget state, and outputs that only a live kernel
+    can show (progress-bar widgets); numbers the Styler tables' random ids in order of
+    appearance; zeroes memory addresses in default reprs; writes paths inside the repository
+    relative to it and the home directory as ``~``; removes the parameter cells from the page
+    (the page says which data and profile produced it; the values stay in the metadata).
+    """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("widgets", None)
+    nb.metadata.get("language_info", {}).pop("version", None)  # the builder's patch release
     papermill = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):
         papermill.pop(key, None)
+    styler_ids: dict[str, str] = {}
+
+    def normalise(text: str) -> str:
+        text = _STYLER_ID.sub(lambda m: "T_" + styler_ids.setdefault(m.group(1), f"{len(styler_ids):05d}"),
+                              text)
+        text = _ADDRESS.sub(r"\g<1>0x0>", text)
+        text = text.replace(f"{REPO}/", "").replace(str(REPO), ".")
+        return text.replace(str(Path.home()), "~")
+
     for cell in nb.cells:
-        if "injected-parameters" in cell.metadata.get("tags", []):
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
             cell.id = "injected-parameters"  # papermill gives it a random id on every run
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
         cell.metadata.pop("execution", None)
         pm = cell.metadata.get("papermill", {})
         for key in ("start_time", "end_time", "duration", "exception", "status"):
             pm.pop(key, None)
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            data = output.get("data")
+            if data is not None:
+                data.pop(_WIDGET, None)
+                if not data:
+                    continue
+                for mime, value in data.items():
+                    if isinstance(value, str) and mime.startswith("text/"):
+                        data[mime] = normalise(value)
+            if isinstance(output.get("text"), str):
+                output["text"] = normalise(output["text"])
+            kept.append(output)
+        cell.outputs = kept
     nbformat.write(nb, path)
 
 
@@ -246,6 +314,8 @@ def run_notebook(notebook_id: str, parameters: dict, out_dir: Path, src: Path | 
 
     src = Path(src) if src is not None else REPO / "notebooks" / NOTEBOOKS[notebook_id]
     start = time.perf_counter()
+    previous = os.environ.get(PUBLISH_ENV)
+    os.environ[PUBLISH_ENV] = "1"  # the kernel inherits it: this run may record results
     with tempfile.TemporaryDirectory() as tmp:
         executed = Path(tmp) / f"{notebook_id}.ipynb"
         try:
@@ -255,6 +325,11 @@ def run_notebook(notebook_id: str, parameters: dict, out_dir: Path, src: Path | 
                                        kernel_name=KERNEL, cwd=str(REPO), progress_bar=False)
         except Exception as err:  # papermill raises PapermillExecutionError and others
             return NotebookRun(notebook_id, "failed", time.perf_counter() - start, _error_message(err)[:200])
+        finally:
+            if previous is None:
+                os.environ.pop(PUBLISH_ENV, None)
+            else:
+                os.environ[PUBLISH_ENV] = previous
         strip_volatile(executed)
         kept = more_faithful_published(out_dir / f"{notebook_id}.ipynb", parameters, notebook_id)
         if kept:
@@ -374,6 +449,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     selected = select(only)
     if workers is None and gpus:
         workers = gpu_workers(gpus)
+        check_gpus(gpus)
     elif workers is None and jobs != 1:
         workers = cpu_workers(jobs)
         if len(workers) == 1:

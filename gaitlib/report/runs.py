@@ -169,6 +169,13 @@ class Run:
         ckpt.load_model_state(model, ckpt.load_checkpoint(latest, device), self.config, latest)
         return model.to(device).eval()
 
+    def devices(self) -> list[str]:
+        """The device(s) the run trained on, from its environment records (see
+        :func:`gaitlib.training.rundir.trained_devices`)."""
+        from gaitlib.training.rundir import trained_devices
+
+        return trained_devices(self.run_dir)
+
     def parameters(self) -> int:
         from gaitlib.models import count_parameters
 

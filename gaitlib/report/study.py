@@ -67,7 +67,9 @@ def runs_for(artifact_id: str, profile: str = "cpu", data: str = "synthetic",
         print(f"{row.key()}: {row.model} {row.options or ''}", flush=True)
         runs[row.key()] = ensure_run(spec, runs_dir, data_root, device, progress=progress)
         run = runs[row.key()]
-        print(f"  {'reused' if run.reused else 'trained'} {run.run_dir} ({run.seconds:.0f} s)",
+        # Reused or trained now, and how long it took, differ between builds: not printed into
+        # the page (the status table of `gaitlib reproduce` has the times).
+        print(f"  {run.run_dir} (trained on {', '.join(run.devices()) or 'an unrecorded device'})",
               flush=True)
     return runs
 
@@ -171,25 +173,31 @@ def ablation(artifact_id: str, runs: dict[str, Run],
 
 
 def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
-           results_dir: str | os.PathLike, profile: str, data: str) -> Path:
+           results_dir: str | os.PathLike, profile: str, data: str) -> Path | None:
     """Save the artifact's headline table and where it came from, for the scorecard and for
-    readers without the data: ``<results_dir>/<id>/<data>-<profile>.json``."""
-    from gaitlib.report.results import git_commit
+    readers without the data: ``<results_dir>/<id>/<data>-<profile>.json``.
 
+    Only when ``gaitlib reproduce`` publishes (:func:`gaitlib.report.results.publishing`):
+    running the notebook by hand records nothing.  An unchanged record is left as it is.
+    Returns the path, or None when nothing was recorded.
+    """
+    from gaitlib.report.results import PUBLISH_ENV, git_commit, publishing, write_record
+
+    if not publishing():
+        print(f"not recorded: only `gaitlib reproduce` records results ({PUBLISH_ENV}=1)")
+        return None
     out = Path(results_dir) / artifact_id / f"{data}-{profile}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "artifact": artifact_id, "data": data, "profile": profile,
         "recorded": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
         "runs": {k: {"dir": r.run_dir.name, "model": r.spec.model, "options": r.spec.option_dict,
-                     "iterations": r.config.schedule.iterations} for k, r in runs.items()},
+                     "iterations": r.config.schedule.iterations, "devices": r.devices()}
+                 for k, r in runs.items()},
         "table": json.loads(table.reset_index().to_json(orient="records")),
     }
     if "paired" in table.attrs:  # ablations: per row and condition delta, delta_ci, seed_sd
         payload["paired"] = table.attrs["paired"]
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str) + "\n")
-    os.replace(tmp, out)
+    write_record(out, payload)
     return out
 
 
@@ -224,6 +232,27 @@ def headline(entry: dict) -> dict:
             "reported": float(mine["reported"].astype(float).mean())}
 
 
+PAPER_NAMES = {"gaitmm": "GaitMM", "local3d": "3D Local CNN", "cstl": "CSTL"}
+# The OU-MVLP evaluation variants (see gaitlib.evaluation.protocols), in words.
+# A probe "without a gallery" has no gallery sequence of its subject at the gallery view.
+SETTING_WORDS = {"discard": "OU-MVLP, probes without a gallery dropped",
+                 "miss": "OU-MVLP, probes without a gallery as misses"}
+
+
+def model_label(artifact_id: str) -> str:
+    """What the scorecard's headline number is, in words: the paper's model and its setting
+    (resolution, OU-MVLP evaluation variant), or which ablation row is the full model."""
+    art, row = artifact(artifact_id), ours(artifact_id)
+    name = PAPER_NAMES.get(art.paper, art.paper)
+    if art.kind == "ablation":
+        label = row.label if len(row.label) <= 24 else ""
+        setting = f"setting {row.setting}" if row.setting else ""
+        inside = ", ".join(x for x in (label, setting) if x and x != name)
+        return f"{name}, full model" + (f" ({inside})" if inside else "")
+    setting = SETTING_WORDS.get(row.setting, f"at {row.setting}" if row.setting else "")
+    return name + (f" ({setting})" if setting else "")
+
+
 def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
     """Every artifact: the most faithful recorded result, its data and profile, and the paper's
     own model's reproduced against reported mean (over NM/BG/CL, or the OU-MVLP rank-1 of the
@@ -244,10 +273,7 @@ def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
                 line["rows run"] = str(len(best.get("runs", {})))
             else:
                 head = headline(best)
-                setting = ours(aid).setting
-                model = head["model"] if len(head["model"]) <= 24 else \
-                    "full model" + (f" ({setting})" if setting else "")
-                line.update({"paper's model": model, "reproduced": head["reproduced"],
+                line.update({"paper's model": model_label(aid), "reproduced": head["reproduced"],
                              "reported": head["reported"],
                              "delta": head["reproduced"] - head["reported"],
                              "rows run": str(head["rows"])})
@@ -322,6 +348,22 @@ def is_binarized(store_path: str | os.PathLike, sample: int = 200) -> bool:
     store = Store(store_path)
     picks = np.linspace(0, len(store) - 1, min(sample, len(store))).astype(int)
     return all(np.isin(np.unique(store.frames_of(int(i))), (0, 255)).all() for i in picks)
+
+
+def trained_on(runs: dict[str, Run]) -> str:
+    """Markdown: the device(s) the page's runs actually trained on (from their environment
+    records), which need not be the ``device`` the notebook was asked for."""
+    devices: dict[str, int] = {}
+    for run in runs.values():
+        for device in run.devices():
+            devices[device] = devices.get(device, 0) + 1
+    if not devices:
+        return ""
+    n = len(runs)
+    what = "its run" if n == 1 else f"its {n} runs"
+    listing = ", ".join(f"`{d}`" + (f" ({c} of {n})" if len(devices) > 1 else "")
+                        for d, c in sorted(devices.items()))
+    return f"This page's numbers come from {what}, trained on {listing}."
 
 
 def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str, data: str) -> str:

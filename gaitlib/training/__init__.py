@@ -7,7 +7,8 @@
     train(config, "runs/gaitgl-cpu")
 """
 
-from gaitlib.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+import importlib
+
 from gaitlib.training.config import (
     ConfigError,
     TrainConfig,
@@ -17,10 +18,27 @@ from gaitlib.training.config import (
     set_value,
 )
 from gaitlib.training.recipes import PROFILES, recipe
-from gaitlib.training.rundir import RunDirError, RunLockedError, UnfinishedRunError
-from gaitlib.training.trainer import NonFiniteLossError, RunResult, evaluate_run, train
+
+# The trainer and checkpoints need torch: imported on first use, so that importing the configs
+# and recipes (the command line's start-up, `gaitlib --help`) stays fast.
+_LAZY = {"CheckpointError": "checkpoint", "load_checkpoint": "checkpoint",
+         "save_checkpoint": "checkpoint", "RunResult": "trainer", "evaluate_run": "trainer",
+         "train": "trainer", "NonFiniteLossError": "trainer", "RunDirError": "rundir",
+         "RunLockedError": "rundir", "UnfinishedRunError": "rundir"}
 
 __all__ = ["PROFILES", "CheckpointError", "ConfigError", "NonFiniteLossError", "RunDirError",
            "RunLockedError", "RunResult", "TrainConfig", "UnfinishedRunError",
            "apply_overrides", "evaluate_run", "flat_keys", "from_dict", "load_checkpoint",
            "recipe", "save_checkpoint", "set_value", "train"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -197,9 +197,39 @@ def convert(value: Any, hint: Any, key: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError("expected a mapping")
             return dict(value)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{key}={value!r}: {err}") from None
+    except ConfigError:
+        if origin in (list, tuple):  # an item failed: say what the whole value should look like
+            raise ConfigError(f"{key}={value!r}: expected {describe(hint)}") from None
+        raise  # already names the key and the value: do not prefix it twice
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r}: expected {describe(hint)}") from None
     raise ConfigError(f"{key}: unsupported field type {hint!r}")
+
+
+# Per type: (one value, several values, two examples), for error messages.
+_WORDS = {int: ("an integer", "integers", ("30", "40")), float: ("a number", "numbers", ("0.5", "1")),
+          bool: ("a boolean (true/false)", "booleans", ("true", "false")),
+          str: ("text", "strings", ("a", "b"))}
+
+
+def describe(hint: Any) -> str:
+    """The values a field of type ``hint`` accepts, in words, for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [describe(a) for a in args if a is not type(None)]
+        return " or ".join(inner) + (" or none" if type(None) in args else "")
+    if origin in (list, tuple):
+        fixed = origin is tuple and args and args[-1] is not Ellipsis
+        inner = args[0] if args else Any
+        plural = _WORDS.get(inner, ("", "values"))[1]
+        n = len(args) if fixed else 2
+        items = [_WORDS.get(a, ("", "", ("x", "y")))[2][i]
+                 for i, a in enumerate(args if fixed else [inner] * n)]
+        return (f"{n if fixed else 'comma-separated'} {'comma-separated ' if fixed else ''}"
+                f"{plural}, e.g. {','.join(items)} or [{', '.join(items)}]")
+    if origin is dict or hint is dict:
+        return "a mapping, e.g. {'a': 1}"
+    return _WORDS.get(hint, ("a value",))[0]
 
 
 def _as_items(value: Any) -> list:

@@ -3,7 +3,8 @@
 Layout::
 
     RUN_DIR/config.json        the full TrainConfig
-    RUN_DIR/environment.json   package versions, torch/CUDA, git commit + dirty flag, host, command
+    RUN_DIR/environment.json   package versions, torch/CUDA, git commit + dirty flag, host, command,
+                               the device the run trained on (environment-resumed-*.json: resumes)
     RUN_DIR/metrics.jsonl      one JSON object per logged iteration
     RUN_DIR/checkpoints/       ckpt-NNNNNNNN.pt (the last one is the final model)
     RUN_DIR/eval.csv           rank-1 table (rows NM/BG/CL or miss/discard, views + Mean)
@@ -210,9 +211,42 @@ def environment(world_size: int = 1) -> dict[str, Any]:
     }
 
 
-def write_environment(run_dir: Path, world_size: int, resumed_at: int | None) -> None:
+def write_environment(run_dir: Path, world_size: int, resumed_at: int | None,
+                      device: torch.device | str | None = None) -> None:
+    """environment.json (or, for a resumed run, environment-resumed-<iteration>.json) with the
+    device this process trains on: what the book reports, whatever device was asked for."""
     name = ENVIRONMENT if resumed_at is None else f"environment-resumed-{resumed_at:08d}.json"
-    write_json(Path(run_dir) / name, environment(world_size))
+    env = environment(world_size)
+    if device is not None:
+        device = torch.device(device)
+        env["device"] = str(device)
+        env["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    write_json(Path(run_dir) / name, env)
+
+
+def trained_devices(run_dir: Path) -> list[str]:
+    """The devices a run trained on, one label per training session (first, then each resume),
+    without repeats, e.g. ``['cpu']`` or ``['cuda:0 (NVIDIA H200), 4 processes']``.
+
+    Runs written before the device was recorded: 'cpu' when no GPU was visible to them, else
+    'unknown (not recorded)'.
+    """
+    labels: list[str] = []
+    files = sorted(Path(run_dir).glob("environment-resumed-*.json"))
+    for path in [Path(run_dir) / ENVIRONMENT, *files]:
+        if not path.is_file():
+            continue
+        env = json.loads(path.read_text())
+        if "device" in env:
+            label = env["device"] + (f" ({env['device_name']})" if env.get("device_name")
+                                     and env["device"] != "cpu" else "")
+        else:
+            label = "cpu" if not env.get("gpus") else "unknown (not recorded)"
+        if env.get("world_size", 1) > 1:
+            label += f", {env['world_size']} processes"
+        if label not in labels:
+            labels.append(label)
+    return labels
 
 
 def truncate_metrics(run_dir: Path, iteration: int) -> None:

@@ -206,7 +206,7 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     if info.is_main:
         if resume:  # drop what an interrupted run logged after its last checkpoint
             rundir.truncate_metrics(run_dir, start)
-        rundir.write_environment(run_dir, info.world_size, start if start else None)
+        rundir.write_environment(run_dir, info.world_size, start if start else None, info.device)
 
     total = config.schedule.iterations
     net = _wrap(model, config, info)
