@@ -86,6 +86,11 @@ def test_view_heatmaps_annotate_off_diagonal_and_hatch_diagonal(result):
         assert sorted(p.get_xy() for p in hatched) == [(i - 0.5, i - 0.5) for i in range(v)]
         assert ax.images[0].get_array().mask.diagonal().all()  # the diagonal is not coloured
         assert f"{result.table.loc[row, 'Mean']:.1f}" in ax.get_title()
+        # legible in the book: no label under 9 pt, and the panels stacked so the page does not
+        # scale them down (a figure no wider than a book column, ~8 inches)
+        assert min(t.get_fontsize() for t in ax.texts) >= 9
+        assert min(t.get_fontsize() for t in ax.get_xticklabels()) >= 9
+    assert fig.get_figwidth() <= 8.0
 
 
 def _clustered(n_ids: int = 10, per_id: int = 3, seed: int = 0):
