@@ -27,7 +27,7 @@ def plot_view_heatmaps(result, title: str = "", *, cmap: str = "viridis", digits
     norm = Normalize(0, 100)
     # One panel per row, stacked: side by side, three 11-view panels are scaled down to a third of
     # a book page and their labels become unreadable; stacked, each keeps 9 pt labels at ~100 %.
-    size = 0.5 * n_views + 1.2
+    size = 0.45 * n_views + 1.0
     fig, axes = plt.subplots(len(rows), 1, squeeze=False, figsize=(size + 1.4, (size + 0.5) * len(rows)),
                              layout="constrained")
     axes = axes.T

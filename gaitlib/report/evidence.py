@@ -62,6 +62,9 @@ REFERENCE_COUNTS: tuple[ReferenceCount, ...] = (
 )
 
 
+# Models with a reference network to compare outputs with, given the same weights.
+EQUIVALENCE = {"gaitset": "GaitSet", "gaitpart": "GaitPart", "gaitgl": "GaitGL", "cstl": "CSTL"}
+
 # Models whose paper configuration has no published count to compare with.
 NO_REFERENCE = {
     "gaitmm": "GaitMM: no published count to compare (the authors' public code is an earlier "
@@ -320,14 +323,17 @@ def fidelity_link(results_dir: str | os.PathLike) -> str:
     return f"[the fidelity page]({FIDELITY_PAGE})" if page.is_file() else ""
 
 
-def verified_lines(results_dir: str | os.PathLike, models: set[str] | None = None) -> list[str]:
-    """Markdown bullets of what is verified, for the models in ``models`` (all when None)."""
+def verified_lines(results_dir: str | os.PathLike, models: set | None = None) -> list[str]:
+    """Markdown bullets of what is verified, for the models in ``models`` (all when None): model
+    names, or ``(model, 'casia-b' | 'oumvlp')`` pairs to keep only the counts of that variant."""
     params = parameter_check()
-    if models is not None:
-        keep = [r.label for r in REFERENCE_COUNTS if r.model in models]
+    if models is not None:  # the page's models, at the variants (CASIA-B / OU-MVLP) it runs
+        keep = [r.label for r in REFERENCE_COUNTS
+                if (r.model, r.options.get("variant", "casia-b")) in models or r.model in models]
         params = params.loc[keep]
     lines = []
-    unmatched = sorted((models if models is not None else set(NO_REFERENCE)) & set(NO_REFERENCE))
+    plain = {m if isinstance(m, str) else m[0] for m in models} if models is not None else None
+    unmatched = sorted((plain if plain is not None else set(NO_REFERENCE)) & set(NO_REFERENCE))
     if len(params):
         equal = params[params["equal as printed"]]
         close = params[~params["equal as printed"]]
@@ -346,11 +352,14 @@ def verified_lines(results_dir: str | os.PathLike, models: set[str] | None = Non
                  "or discarded), checked against a brute-force computation "
                  "(tests/test_evaluation.py).")
     link = fidelity_link(results_dir)
-    lines.append("- **Networks**: " + (f"forward equivalence with the reference networks given the "
-                                       f"same weights is on {link}." if link else
-                                       "forward equivalence with the reference networks "
-                                       f"(GaitSet, GaitPart, GaitGL, CSTL): {NOT_MEASURED} in this "
-                                       "edition."))
+    names = [name for model, name in EQUIVALENCE.items()
+             if models is None or model in {m if isinstance(m, str) else m[0] for m in models}]
+    if names:
+        which = ", ".join(names)
+        lines.append(f"- **Networks** ({which}): " + (
+            f"forward equivalence with the reference networks given the same weights is on {link}."
+            if link else f"forward equivalence with the reference networks: {NOT_MEASURED} in this "
+                         "edition."))
     return lines
 
 
@@ -373,7 +382,7 @@ def page_summary(artifact_id: str, table: pd.DataFrame | None, results_dir: str 
                  data: str, profile: str) -> str:
     """Markdown for the head of an artifact page: verified / what this run shows / pending."""
     art = artifact(artifact_id)
-    models = {row.model for row in art.rows}
+    models = {(row.model, "oumvlp" if row.shape == "oumvlp" else "casia-b") for row in art.rows}
     lines = ["**Verified** (independent of the training budget):", "",
              *verified_lines(results_dir, models), ""]
     lines += [f"**What this run shows** ({data_label({'data': data})} data, {profile} profile):",
