@@ -432,18 +432,26 @@ def card(results_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(lines).set_index("artifact")
 
 
-def pages_markdown(results_dir: str | os.PathLike) -> str:
-    """A Markdown table of which page shows what (data and profile of the published result)."""
+def pages_table(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """Which page shows what: per artifact, the data and profile of the result its page shows and
+    when (at which commit) it was recorded."""
     df = card(results_dir)
+    out = pd.DataFrame({"data": df["page shows"], "profile": df["profile"].replace("", "-"),
+                        "recorded (commit)": df["recorded"].replace("", "-")})
+    out.index.name = "page"
+    return out
+
+
+def pages_markdown(results_dir: str | os.PathLike) -> str:
+    """:func:`pages_table` as Markdown, after a sentence counting the pages per kind of data."""
+    df = pages_table(results_dir)
     lines = ["| page | data | profile | recorded (commit) |", "|---|---|---|---|"]
-    for aid, line in df.iterrows():
-        lines.append(f"| {aid} | {line['page shows']} | {line['profile'] or '-'} | "
-                     f"{line['recorded'] or '-'} |")
-    counts = df["page shows"].value_counts()
+    lines += [f"| {aid} | {' | '.join(str(v) for v in line)} |" for aid, line in df.iterrows()]
+    counts = df["data"].value_counts()
     summary = "; ".join(f"{n} on {what}" for what, n in counts.items())
     return f"Pages by the data behind them: {summary}.\n\n" + "\n".join(lines)
 
 
 __all__ = ["Ordering", "Pending", "REFERENCE_COUNTS", "card", "data_label", "dry_run", "long_form",
-           "ordering", "page_summary", "pages_markdown", "parameter_check", "pending",
+           "ordering", "page_summary", "pages_markdown", "pages_table", "parameter_check", "pending",
            "runs_needed", "study_hours", "trained_rows", "verified_lines"]
