@@ -30,6 +30,9 @@ def test_parameter_counts_equal_the_published_ones_as_printed():
     # the authors' 3D Local configuration: 4.25M against 4.26M printed, 0.2 % off
     row = check.loc["3D Local (authors' configuration)"]
     assert not row["equal as printed"] and abs(row["difference (%)"]) < 0.5
+    shown = evidence.parameter_display()
+    assert shown.loc["GaitSet", "published"] == "2.59M" and shown.loc["GaitSet", "equal as printed"] == "yes"
+    assert shown.loc["3D Local (authors' configuration)", "gaitlib"] == "4.250M"
     lines = evidence.verified_lines("/nonexistent", {"local3d"})
     assert any("4.26M published" in line for line in lines)
     assert any("no published count" in line for line in lines)

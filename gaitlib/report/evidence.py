@@ -90,6 +90,22 @@ def parameter_check(references: tuple[ReferenceCount, ...] = REFERENCE_COUNTS) -
     return pd.DataFrame(lines).set_index("model")
 
 
+def parameter_display(references: tuple[ReferenceCount, ...] = REFERENCE_COUNTS) -> pd.DataFrame:
+    """:func:`parameter_check` as text for the book: counts in millions at the source's digits
+    (gaitlib's with one more), and 'yes'/'no' for equality as printed."""
+    check = parameter_check(references)
+    digits = {r.label: r.decimals for r in references}
+    out = pd.DataFrame({
+        "source": check["source"],
+        "published": [f"{v:.{digits[m]}f}M" for m, v in check["published (M)"].items()],
+        "gaitlib": [f"{v / 1e6:.{digits[m] + 1}f}M" for m, v in check["gaitlib"].items()],
+        "equal as printed": check["equal as printed"].map({True: "yes", False: "no"}),
+    }, index=check.index)
+    out.attrs["caption"] = ("Parameter counts: gaitlib's build of each reference model against the "
+                            "count its reference code gives.")
+    return out
+
+
 # --- orderings --------------------------------------------------------------------------------
 
 def _ci_bounds(text) -> tuple[float, float]:
@@ -453,5 +469,5 @@ def pages_markdown(results_dir: str | os.PathLike) -> str:
 
 
 __all__ = ["Ordering", "Pending", "REFERENCE_COUNTS", "card", "data_label", "dry_run", "long_form",
-           "ordering", "page_summary", "pages_markdown", "pages_table", "parameter_check", "pending",
+           "ordering", "page_summary", "pages_markdown", "pages_table", "parameter_check", "parameter_display", "pending",
            "runs_needed", "study_hours", "trained_rows", "verified_lines"]
