@@ -469,5 +469,6 @@ def pages_markdown(results_dir: str | os.PathLike) -> str:
 
 
 __all__ = ["Ordering", "Pending", "REFERENCE_COUNTS", "card", "data_label", "dry_run", "long_form",
-           "ordering", "page_summary", "pages_markdown", "pages_table", "parameter_check", "parameter_display", "pending",
-           "runs_needed", "study_hours", "trained_rows", "verified_lines"]
+           "ordering", "page_summary", "pages_markdown", "pages_table", "parameter_check",
+           "parameter_display", "pending", "runs_needed", "study_hours", "trained_rows",
+           "verified_lines"]
