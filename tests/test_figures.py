@@ -3,6 +3,8 @@ accuracy vs parameters) and the reproduced-vs-reported tables."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -86,6 +88,22 @@ def test_view_heatmaps_annotate_off_diagonal_and_hatch_diagonal(result):
         assert sorted(p.get_xy() for p in hatched) == [(i - 0.5, i - 0.5) for i in range(v)]
         assert ax.images[0].get_array().mask.diagonal().all()  # the diagonal is not coloured
         assert f"{result.table.loc[row, 'Mean']:.1f}" in ax.get_title()
+        # legible in the book: no label under 9 pt
+        assert min(t.get_fontsize() for t in ax.texts) >= 9
+        assert min(t.get_fontsize() for t in ax.get_xticklabels()) >= 9
+
+
+def test_view_heatmaps_of_casia_b_fit_a_book_column():
+    """Eleven views, three rows: stacked panels no wider than a book column (~8 inches at
+    100 dpi), so the page shows the 9 pt labels at full size."""
+    views = [f"{v:03d}" for v in range(0, 181, 18)]
+    rng = np.random.default_rng(0)
+    acc = {r: pd.DataFrame(rng.uniform(0, 100, (11, 11)), index=views, columns=views)
+           for r in ("NM", "BG", "CL")}
+    table = pd.DataFrame({**{v: [50.0] * 3 for v in views}, "Mean": [50.0] * 3}, index=list(acc))
+    fig = plot_view_heatmaps(SimpleNamespace(table=table, view_accuracy=acc, protocol="casia-b"))
+    assert fig.get_figwidth() <= 8.0
+    assert min(t.get_fontsize() for ax in fig.axes[:3] for t in ax.texts) >= 9
 
 
 def _clustered(n_ids: int = 10, per_id: int = 3, seed: int = 0):

@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -440,7 +441,8 @@ def test_recorded_puts_real_data_and_the_paper_profile_first(tmp_path):
 
 def test_scorecard_lists_every_artifact(tmp_path):
     _write(tmp_path, _entry("cstl-t3", "synthetic", "cpu", _ablation_records(50.0)))
-    _write(tmp_path, _entry("cstl-t3", "casia-b", "paper", _ablation_records(88.0)))
+    _write(tmp_path, {**_entry("cstl-t3", "casia-b", "paper", _ablation_records(88.0)),
+                      "binarized": True})
     main = [{"method": "Ours", "setting": "", "condition": "NM", "reproduced": 80.0, "reported": 97.0},
             {"method": "Ours", "setting": "", "condition": "BG", "reproduced": 70.0, "reported": 94.0},
             {"method": "GaitSet", "setting": "", "condition": "NM", "reproduced": None, "reported": 95.0}]
@@ -448,17 +450,71 @@ def test_scorecard_lists_every_artifact(tmp_path):
     _write(tmp_path, _entry("local3d-f4", "synthetic", "cpu", []))
     card = study.scorecard(tmp_path)
     assert list(card.index) == list(ARTIFACT_IDS)
-    assert (card.loc["cstl-t3", "data"], card.loc["cstl-t3", "profile"]) == ("casia-b", "paper")
-    # the paper's own model: the last ablation row, the first main-table row
-    assert card.loc["cstl-t3", "paper's model"] == "CSTL, full model"
-    assert (card.loc["cstl-t3", "reproduced"], card.loc["cstl-t3", "reported"]) == (88.0, 90.0)
-    assert card.loc["cstl-t3", "delta"] == pytest.approx(-2.0)
+    # the page's result: the most faithful one, named by what it ran on
+    assert (card.loc["cstl-t3", "page shows"], card.loc["cstl-t3", "profile"]) == \
+        ("real CASIA-B (binarized)", "paper")
+    assert card.loc["gaitmm-t1", "page shows"] == "synthetic"
+    # the paper's own model: the last ablation row, the first main-table row; no delta column
+    assert (card.loc["cstl-t3", "full model here"], card.loc["cstl-t3", "paper"]) == (88.0, 90.0)
+    assert "delta" not in card.columns
     assert card.loc["cstl-t3", "rows run"] == "2"
-    assert card.loc["gaitmm-t1", "reproduced"] == 75.0
-    assert card.loc["gaitmm-t1", "reported"] == 95.5
+    assert card.loc["gaitmm-t1", "full model here"] == 75.0
+    assert card.loc["gaitmm-t1", "paper"] == 95.5
     assert card.loc["gaitmm-t1", "rows run"] == "1"  # GaitSet has only the paper's numbers
-    assert card.loc["local3d-f4", "paper's model"] == "figure"
+    assert card.loc["gaitmm-t1", "ordering against the paper"].startswith("one reproduced row")
+    assert "figure" in card.loc["local3d-f4", "ordering against the paper"]
     missing = [a for a in ARTIFACT_IDS if a not in ("cstl-t3", "gaitmm-t1", "local3d-f4")]
-    assert (card.loc[missing, "paper's model"] == "not run yet").all()
-    assert (card.loc[missing, "data"] == "").all()
-    assert card.loc[missing, "reproduced"].isna().all()
+    assert (card.loc[missing, "page shows"] == "not run yet").all()
+    assert card.loc[missing, "full model here"].isna().all()
+    # no dry run yet: every artifact says its device-hours are not measured
+    assert card["paper scale"].str.contains("not yet measured").all()
+
+
+def test_other_results_list_only_the_same_code_version(tmp_path, monkeypatch):
+    import gaitlib.report.results as results
+
+    monkeypatch.setattr(results, "git_commit", lambda repo=None: "a" * 40)
+    same = {**_entry("cstl-t3", "synthetic", "cpu", _ablation_records(50.0)),
+            "git_commit": "a" * 40 + "+dirty", "recorded": "2026-01-02T00:00:00"}
+    old = {**_entry("cstl-t3", "synthetic", "smoke", _ablation_records(10.0)), "git_commit": "b" * 40}
+    for e in (same, old):
+        _write(tmp_path, e)
+    text = study.other_results("cstl-t3", tmp_path, "cpu", "casia-b")
+    assert "synthetic data, cpu profile" in text and "2026-01-02" in text and "aaaaaaa" in text
+    assert "smoke" not in text and "10.0" not in text  # the other version's numbers are not quoted
+    assert "1 other recorded result of this artifact comes from other code versions" in text
+    assert study.other_results("cstl-t4", tmp_path, "cpu", "casia-b").startswith("No other")
+
+
+def test_per_view_comparison_puts_the_paper_under_each_reproduced_row(result_table):
+    result = SimpleNamespace(table=result_table)
+    out = study.per_view_comparison("cstl-t1", result)
+    assert list(out.index) == [("NM", "here"), ("NM", "paper"), ("BG", "here"), ("BG", "paper"),
+                               ("CL", "here"), ("CL", "paper")]
+    paper = study.reported("cstl-t1")
+    nm = paper[(paper.method == "CSTL (ours)") & (paper.setting == "64x44") & (paper.condition == "NM")]
+    assert out.loc[("NM", "paper"), "Mean"] == nm["Mean"].item()
+    assert out.loc[("NM", "here"), "Mean"] == result_table.loc["NM", "Mean"]
+    assert "'paper'" in out.attrs["caption"] and "Table 1" in out.attrs["caption"]
+    assert study.caption_for(out) == out.attrs["caption"]
+
+
+@pytest.fixture
+def result_table() -> pd.DataFrame:
+    views = [f"{v:03d}" for v in range(0, 181, 18)]
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.uniform(20, 60, (3, 11)), index=["NM", "BG", "CL"], columns=views)
+    table["Mean"] = table.mean(axis=1)
+    return table
+
+
+def test_with_reported_means_adds_the_papers_table1_means():
+    table = pd.DataFrame([{"method": "Ours", "params": 8e6, "params in this run": 1e6, "accuracy": 40.0,
+                           "source": "reproduced"},
+                          {"method": "Ours (DWConv)", "params": 3e6, "params in this run": 4e5,
+                           "accuracy": 35.0, "source": "reproduced"}])
+    out = study.with_reported_means(table)
+    rep = out[out.source == "reported"].set_index("method")
+    assert list(rep.index) == ["Ours"]  # the paper gives no Table 1 number for the DWConv variant
+    assert rep.loc["Ours", "accuracy"] == pytest.approx((98.0 + 95.6 + 87.2) / 3)
+    assert rep.loc["Ours", "params"] == 8e6

@@ -25,10 +25,13 @@ def plot_view_heatmaps(result, title: str = "", *, cmap: str = "viridis", digits
     n_views = max(len(result.view_accuracy[r]) for r in rows)
     colours = mpl.colormaps[cmap].with_extremes(bad="white")
     norm = Normalize(0, 100)
-    size = 0.36 * n_views + 1.2
-    fig, axes = plt.subplots(1, len(rows), squeeze=False, figsize=(size * len(rows) + 1.0, size + 0.9),
+    # One panel per row, stacked: side by side, three 11-view panels are scaled down to a third of
+    # a book page and their labels become unreadable; stacked, each keeps 9 pt labels at ~100 %.
+    size = 0.45 * n_views + 1.0
+    fig, axes = plt.subplots(len(rows), 1, squeeze=False, figsize=(size + 1.4, (size + 0.5) * len(rows)),
                              layout="constrained")
-    font = max(4.0, min(9.0, 66.0 / n_views))
+    axes = axes.T
+    font = 9.0
     image = None
     for ax, row in zip(axes[0], rows, strict=True):
         acc = result.view_accuracy[row]
@@ -46,8 +49,8 @@ def plot_view_heatmaps(result, title: str = "", *, cmap: str = "viridis", digits
                     ax.text(j, i, f"{values[i, j]:.{digits}f}", ha="center", va="center",
                             fontsize=font, color="white" if dark else "black")
         labels = [str(c) for c in acc.columns]
-        ax.set_xticks(range(v), labels, rotation=90, fontsize=font + 1)
-        ax.set_yticks(range(v), [str(i) for i in acc.index], fontsize=font + 1)
+        ax.set_xticks(range(v), labels, rotation=90, fontsize=font)
+        ax.set_yticks(range(v), [str(i) for i in acc.index], fontsize=font)
         ax.set_xlabel("gallery view")
         ax.set_ylabel("probe view")
         mean = result.table.loc[row, "Mean"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gaitlib.report.artifacts import ARTIFACT_IDS, Artifact, Row, artifact
+from gaitlib.report.artifacts import Artifact, Row, artifact
 from gaitlib.report.runs import Run, RunSpec, ensure_run
 
 PROFILE_NOTES = {
@@ -150,6 +150,35 @@ def seed_runs(artifact_id: str, seeds, profile: str = "cpu", data: str = "synthe
     return out
 
 
+PAPERS = {"gaitmm": "GaitMM", "local3d": "3D Local CNN", "cstl": "CSTL"}
+
+
+def per_view_comparison(artifact_id: str, result) -> pd.DataFrame:
+    """The paper's model per probe view, reproduced and reported side by side: rows
+    ``(condition, source)`` with source 'here' (this run) then 'paper' (reported), columns the
+    probe views and Mean.  The caption, saying which is which, is in ``attrs['caption']``."""
+    row = ours(artifact_id)
+    paper = _as_conditions(reported(artifact_id), row)
+    paper = paper[paper["method"].str.casefold() == row.label.casefold()]
+    if row.setting and "setting" in paper.columns:
+        paper = paper[paper["setting"].str.casefold() == row.setting.casefold()]
+    paper = paper.set_index("condition")
+    here = result.table
+    lines, index = [], []
+    for cond in here.index:
+        lines.append(here.loc[cond])
+        index.append((cond, "here"))
+        if cond in paper.index:
+            lines.append(paper.loc[cond].reindex(here.columns).astype(float))
+            index.append((cond, "paper"))
+    out = pd.DataFrame(lines, columns=here.columns)
+    out.index = pd.MultiIndex.from_tuples(index, names=["condition", "source"])
+    out.attrs["caption"] = (f"Rank-1 (%) per probe view of {row.key()}: 'here' is this page's run, "
+                            f"'paper' the number {PAPERS[artifact(artifact_id).paper]} reports "
+                            f"({artifact(artifact_id).title.rsplit('(', 1)[-1].rstrip(')')}).")
+    return out
+
+
 def ablation(artifact_id: str, runs: dict[str, Run],
              seed_runs: dict[str, list[Run]] | None = None, bootstrap: int = 1000) -> pd.DataFrame:
     """One line per ablation row: reproduced and reported means per condition, CIs, deltas
@@ -187,8 +216,13 @@ def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
         print(f"not recorded: only `gaitlib reproduce` records results ({PUBLISH_ENV}=1)")
         return None
     out = Path(results_dir) / artifact_id / f"{data}-{profile}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stores = {r.config.data.store for r in runs.values()}
     payload = {
         "artifact": artifact_id, "data": data, "profile": profile,
+        # real data: whether the store holds only 0/255 (the shared CASIA-B copy is binarized)
+        **({"binarized": all(is_binarized(st) for st in sorted(stores))}
+           if data != "synthetic" and stores else {}),
         "recorded": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
         "runs": {k: {"dir": r.run_dir.name, "model": r.spec.model, "options": r.spec.option_dict,
                      "iterations": r.config.schedule.iterations, "devices": r.devices()}
@@ -254,31 +288,15 @@ def model_label(artifact_id: str) -> str:
 
 
 def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every artifact: the most faithful recorded result, its data and profile, and the paper's
-    own model's reproduced against reported mean (over NM/BG/CL, or the OU-MVLP rank-1 of the
-    paper's evaluation variant)."""
-    lines = []
-    for aid in ARTIFACT_IDS:
-        entries = recorded(results_dir, aid)
-        art = artifact(aid)
-        line = {"artifact": aid, "what": art.title, "data": "", "profile": "", "paper's model": "",
-                "reproduced": np.nan, "reported": np.nan, "delta": np.nan, "rows run": ""}
-        if not entries:
-            line["paper's model"] = "not run yet"
-        else:
-            best = entries[0]
-            line.update(data=best["data"], profile=best["profile"])
-            if art.kind == "figure":
-                line["paper's model"] = "figure"
-                line["rows run"] = str(len(best.get("runs", {})))
-            else:
-                head = headline(best)
-                line.update({"paper's model": model_label(aid), "reproduced": head["reproduced"],
-                             "reported": head["reported"],
-                             "delta": head["reproduced"] - head["reported"],
-                             "rows run": str(head["rows"])})
-        lines.append(line)
-    return pd.DataFrame(lines).set_index("artifact")
+    """Every artifact by evidence level (see :mod:`gaitlib.report.evidence`): the data and profile
+    of the result its page shows, rows run, how the reproduced rows order against the paper's
+    (with their uncertainty), the full model's numbers here and in the paper, and the paper-scale
+    runs still pending with the device-hours they need."""
+    from gaitlib.report.evidence import card
+
+    out = card(results_dir)
+    out.insert(1, "paper's model", [model_label(aid) for aid in out.index])
+    return out
 
 
 def test_features(run: Run, n_subjects: int = 10, max_frames: int | None = None,
@@ -367,33 +385,83 @@ def trained_on(runs: dict[str, Run]) -> str:
 
 
 def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str, data: str) -> str:
-    """Markdown: the other recorded results of this artifact (other data or profiles), with the
-    paper's model's mean, so a page made from real data still points to the synthetic run."""
+    """Markdown: the other recorded results of this artifact (other data or profiles) made by the
+    same code version as this page, each with its date and commit.  Results of other code
+    versions are only counted: a page kept from an earlier build would otherwise quote numbers
+    that have since been replaced (the scorecard, rebuilt every time, lists the current ones)."""
+    from gaitlib.report.evidence import data_label, ordering
+    from gaitlib.report.results import git_commit
+
+    here = _base_commit(git_commit())
     entries = [e for e in recorded(results_dir, artifact_id)
                if (e["data"], e["profile"]) != (data, profile)]
+    same = [e for e in entries if _base_commit(e.get("git_commit", "")) == here]
     if not entries:
         return "No other recorded result of this artifact."
-    lines = ["Other recorded results of this artifact (the paper's model, mean over conditions):", ""]
-    for e in entries:
-        head = headline(e)
-        lines.append(f"- {e['data']} / {e['profile']} profile: {head['reproduced']:.1f} % "
-                     f"(paper {head['reported']:.1f} %), {head['rows']} rows run, recorded "
-                     f"{e['recorded'][:10]} at commit {e['git_commit'][:12]}")
-    return "\n".join(lines)
+    lines = [f"Other recorded results of this artifact made by the same code version "
+             f"({here[:7]}):", ""] if same else []
+    for e in same:
+        head = headline(e) if artifact(artifact_id).kind != "figure" else None
+        what = "" if head is None else (f": the paper's model {head['reproduced']:.1f} % "
+                                        f"(paper {head['reported']:.1f} %), "
+                                        f"{ordering(pd.DataFrame(e['table'])).summary()}")
+        lines.append(f"- {data_label(e)} data, {e['profile']} profile{what}; recorded "
+                     f"{e['recorded'][:10]} at commit {str(e['git_commit'])[:12]}")
+    older = len(entries) - len(same)
+    if older:
+        lines += ["", f"{older} other recorded result{'s' if older != 1 else ''} of this artifact "
+                      f"{'come' if older != 1 else 'comes'} from other code versions; the scorecard "
+                      "lists the current ones."]
+    return "\n".join(lines).strip()
 
 
-def show(table: pd.DataFrame):
-    """A comparison or ablation table styled for the book (one decimal, signed deltas).  An
-    ablation table is shown compactly: per condition the reproduced mean with its CI in one
-    cell, then the paper's number and the delta."""
+def _base_commit(commit: str) -> str:
+    """A commit without its '+dirty' mark."""
+    return str(commit).split("+")[0]
+
+
+CAPTIONS = {
+    "main": "Mean rank-1 (%) per condition: 'reproduced' is this page's run with its 95% CI, "
+            "'reported' the paper's number, delta = reproduced - reported; methods gaitlib does "
+            "not implement have the paper's numbers only.",
+    "ablation": "Mean rank-1 (%) per condition and ablation row: this page's run with its 95% CI, "
+                "then the paper's number ('paper') and the difference ('delta').",
+}
+
+
+def caption_for(table: pd.DataFrame) -> str:
+    """The default caption of a table :func:`show` displays (its ``attrs['caption']`` first)."""
+    if table.attrs.get("caption"):
+        return str(table.attrs["caption"])
+    if "Mean reproduced" in table.columns:
+        return CAPTIONS["ablation"]
+    if {"reproduced", "reported"} <= set(table.columns):
+        return CAPTIONS["main"]
+    return ""
+
+
+def show(table: pd.DataFrame, caption: str | None = None):
+    """A comparison, ablation or per-view table styled for the book (one decimal, signed
+    deltas), with a caption saying what is reproduced and what is reported (``caption``, else
+    :func:`caption_for`).  An ablation table is shown compactly: per condition the reproduced
+    mean with its CI in one cell, then the paper's number and the delta."""
     from gaitlib.report.tables import style_comparison
 
+    caption = caption_for(table) if caption is None else caption
     if "Mean reproduced" in table.columns:
         table = compact_ablation(table)
     styled = style_comparison(table)
-    words = [c for c in ("what", "paper's model") if c in table.columns]
-    if words and hasattr(styled, "set_properties"):  # text columns read better left-aligned
-        styled = styled.set_properties(subset=words, **{"text-align": "left"})
+    words = [c for c in table.columns if c in ("what", "paper's model", "page shows",
+                                                "ordering against the paper", "paper scale")]
+    if hasattr(styled, "set_properties"):
+        if words:  # text columns read better left-aligned
+            styled = styled.set_properties(subset=words, **{"text-align": "left"})
+        if caption:
+            styled = styled.set_caption(caption)
+        if "source" in (table.index.names or []):  # per-view: the paper's rows in grey italics
+            paper = [i for i, key in enumerate(table.index) if key[-1] == "paper"]
+            styled = styled.apply(lambda col: ["color: #555; font-style: italic"
+                                               if i in paper else "" for i in range(len(col))])
     return styled
 
 
@@ -417,24 +485,6 @@ def ours(artifact_id: str) -> Row:
     """The row of the paper's own full model: first in main tables, last in ablations."""
     art = artifact(artifact_id)
     return art.rows[0] if art.kind == "main" else art.rows[-1]
-
-
-def glue_headline(artifact_id: str, table: pd.DataFrame) -> dict[str, float]:
-    """Glue the paper model's reproduced and reported mean (over conditions) for the prose:
-    ``<id>-ours``, ``<id>-ours-reported``, ``<id>-ours-delta``."""
-    from myst_nb import glue
-
-    row = ours(artifact_id)
-    if "Mean reproduced" in table.columns:  # ablation table
-        line = table.loc[row.key()]
-        values = {"ours": line["Mean reproduced"], "ours-reported": line["Mean reported"]}
-    else:
-        sub = table.xs((row.label, row.setting), level=("method", "setting"))
-        values = {"ours": float(sub["reproduced"].mean()), "ours-reported": float(sub["reported"].mean())}
-    values["ours-delta"] = values["ours"] - values["ours-reported"]
-    for key, value in values.items():
-        glue(f"{artifact_id}-{key}", float(value), display=False)
-    return values
 
 
 def ordering_note(table: pd.DataFrame) -> str:
@@ -565,3 +615,16 @@ def parameter_table(runs: dict[str, Run]) -> pd.DataFrame:
                       "params in this run": run.parameters(),
                       "accuracy": run.result().mean_over_rows(), "source": "reproduced"})
     return pd.DataFrame(lines)
+
+
+def with_reported_means(table: pd.DataFrame, artifact_id: str = "gaitmm-f2") -> pd.DataFrame:
+    """:func:`parameter_table` plus one 'reported' line per method the paper gives a Table 1
+    mean for (mean over NM/BG/CL), placed at gaitlib's parameter count of that method: the
+    paper's figure prints no counts, so only its accuracies can stand beside ours."""
+    paper = reported(artifact_id).dropna(subset=["Mean"])
+    means = paper.groupby("method", sort=False)["Mean"].mean()
+    keyed = {m.casefold(): v for m, v in means.items()}
+    extra = [{"method": line["method"], "params": line["params"], "params in this run": np.nan,
+              "accuracy": keyed[line["method"].casefold()], "source": "reported"}
+             for _, line in table.iterrows() if line["method"].casefold() in keyed]
+    return pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
