@@ -352,7 +352,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
               only: Sequence[str] | None = None, seed: int = 0, build: bool = True,
               root: Path = REPO, runs_dir: str | Path = "runs", gpus: Sequence[int | str] | None = None,
               notebooks_dir: Path | None = None, workers: Sequence[Worker] | None = None,
-              jobs: int | None = None) -> list[NotebookRun]:
+              jobs: int | None = None, allow_dirty: bool = False) -> list[NotebookRun]:
     """Run the selected notebooks for a profile and dataset, publish the ones that pass, build the book.
 
     ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/``: the repository by default; tests
@@ -363,13 +363,19 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     ``jobs=1`` runs them one by one in this process).  ``workers`` overrides the pool (tests).
     Raises ValueError for unknown names and FileNotFoundError / ValueError when a real dataset's
     store is absent or of another dataset, before any notebook runs; BookBuildError when the build
-    fails.
+    fails.  Publishing into the repository's own book from a checkout with uncommitted source
+    changes raises :class:`~gaitlib.report.results.DirtyTreeError` unless ``allow_dirty`` (then
+    every result is marked ``COMMIT+dirty``).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
     selected = select(only)
+    if Path(root).resolve() == REPO:
+        from gaitlib.report.results import require_clean
+
+        require_clean(REPO, allow_dirty)
     if workers is None and gpus:
         workers = gpu_workers(gpus)
     elif workers is None and jobs != 1:

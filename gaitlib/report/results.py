@@ -26,17 +26,56 @@ class RecordedResult:
     provenance: dict
 
 
+# Tracked paths that publishing itself writes: changes there do not make the code dirty (a
+# notebook published earlier in the same `gaitlib reproduce` must not mark the next one's results).
+PUBLISHED = ("book/",)
+
+
+class DirtyTreeError(ValueError):
+    """Refusing to publish results from a checkout with uncommitted source changes."""
+
+
+def source_changes(repo: Path | None = None) -> list[str] | None:
+    """Tracked files with uncommitted changes outside the published outputs (``book/``), or
+    ``None`` when ``repo`` is not a git checkout."""
+    cwd = repo or Path(__file__).resolve().parents[2]
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    paths = [line[3:].split(" -> ")[-1] for line in status.splitlines() if line.strip()]
+    return [p for p in paths if not p.startswith(PUBLISHED)]
+
+
 def git_commit(repo: Path | None = None) -> str:
-    """The checkout's commit (with '+dirty' if it has uncommitted changes), or 'unknown'."""
+    """The checkout's commit (with '+dirty' if its sources have uncommitted changes), or
+    'unknown'."""
     cwd = repo or Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit + ("+dirty" if dirty else "")
+    return commit + ("+dirty" if source_changes(cwd) else "")
+
+
+def require_clean(repo: Path | None = None, allow_dirty: bool = False) -> str:
+    """The commit results will be published under; raises :class:`DirtyTreeError` when the
+    sources have uncommitted changes, unless ``allow_dirty`` (then the commit reads
+    ``COMMIT+dirty`` and a warning is printed)."""
+    changed = source_changes(repo)
+    commit = git_commit(repo)
+    if changed:
+        listing = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        if not allow_dirty:
+            raise DirtyTreeError(
+                f"refusing to publish results from a checkout with uncommitted changes ({listing}): "
+                f"a published result must name the commit that made it. Commit (or stash) them "
+                f"first, or pass --allow-dirty to publish results marked {commit}")
+        print(f"WARNING: publishing from uncommitted changes ({listing}); results are marked "
+              f"{commit}", flush=True)
+    return commit
 
 
 def record_result(result, path: str | os.PathLike, **provenance) -> None:

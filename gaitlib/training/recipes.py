@@ -119,7 +119,7 @@ def sources_markdown(models: tuple[str, ...] | None = None) -> str:
     for model, dataset in seen:
         if models and model not in models:
             continue
-        out += [f"#### {model}, {dataset}", "",
+        out += [f"### {model}, {dataset}", "",
                 "| key | value | source | other source's value | note |", "|---|---|---|---|---|"]
         for r in source_rows(model, dataset):
             other = f"{r.alternative} ({r.alternative_source})" if r.alternative else ""
@@ -281,7 +281,12 @@ def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
         config.model.options = {**config.model.options, **options}
     if model == "cstl" and config.model.options.get("ssfl") is False:
         config.loss.ce_weight = 0.0  # the CE of eq. 11 is SSFL's; without SSFL, triplet only
-    return config if profile == "paper" else _scaled(config, profile)
+    if profile == "paper":
+        # The input height the run needs: one 128x128 store then serves the 64x44 runs too
+        # (shrunk by 2 at load time), and a 64x64 store fails clearly for a 128x88 run.
+        config.data.resolution = int(config.model.options.get("resolution", 64))
+        return config
+    return _scaled(config, profile)
 
 
 if __name__ == "__main__":  # regenerate the book's table: python -m gaitlib.training.recipes
