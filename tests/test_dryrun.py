@@ -115,3 +115,41 @@ def test_cost_page_totals_and_the_gpu_measurement_hook(tmp_path):
     assert "has not been published yet" in write_page(tmp_path / "absent.csv", tmp_path / "c.md",
                                                       tmp_path / "none.json").read_text()
     assert render([], None).startswith("(cost)=")
+
+
+def test_a_128_run_on_a_64_store_gets_an_upsampled_copy(tmp_path):
+    import numpy as np
+
+    from gaitlib.data.store import Store
+    from gaitlib.report.dryrun import _enlarged_store
+    from tests.conftest import make_store
+
+    store = make_store(tmp_path / "casia", subjects=("001", "002", "003", "075", "076"),
+                       conditions=("nm-01", "nm-05", "bg-01", "cl-01"), dataset="casia-b")
+    config = recipe("cstl", "paper", options={"resolution": 128})
+    assert config.data.resolution == 128
+    config.sampling.p, config.sampling.k = 2, 2
+    path = _enlarged_store(store, config, ["001", "002", "003"], ["075", "076"], tmp_path)
+    big = Store(path)
+    assert big.dataset == "casia-b" and big.meta["frame_shape"] == [128, 128]
+    assert sorted(set(big.subjects.tolist())) == ["001", "002", "075", "076"]
+    assert (big.subjects == "001").sum() == 4  # 2 x K sequences of each of P subjects
+    first = store.select(subjects=["001"])[0]
+    np.testing.assert_array_equal(big.frames_of(0)[:, ::2, ::2], store.frames_of(int(first)))
+
+
+def test_reproduce_into_the_repositorys_book_refuses_a_dirty_tree(tmp_path, monkeypatch):
+    import gaitlib.report.reproduce as rep
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "code.py").write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    (repo / "code.py").write_text("x = 2\n")
+    monkeypatch.setattr(rep, "REPO", repo)
+    with pytest.raises(DirtyTreeError, match="--allow-dirty"):
+        rep.reproduce(profile="smoke", data_root=tmp_path / "data", root=repo, build=False,
+                      only=["cstl-t3"])
+    assert not (tmp_path / "data").exists()  # refused before generating or running anything

@@ -372,10 +372,6 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
     selected = select(only)
-    if Path(root).resolve() == REPO:
-        from gaitlib.report.results import require_clean
-
-        require_clean(REPO, allow_dirty)
     if workers is None and gpus:
         workers = gpu_workers(gpus)
     elif workers is None and jobs != 1:
@@ -388,6 +384,10 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     # Data first, so a wrong --data-root fails before hours of notebooks.
     if data != "synthetic":
         check_real_store(data, data_root)
+    if Path(root).resolve() == REPO:  # publishing into the repository's book: from a clean tree
+        from gaitlib.report.results import require_clean
+
+        require_clean(REPO, allow_dirty)
     synthetic = synthetic_store_path(data_root, profile)
     if data == "synthetic" or "synthetic-data" in selected:
         synthetic = ensure_synthetic(data_root, profile, seed)
