@@ -58,10 +58,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from gaitlib.report.reproduce import reproduce
 
+    if args.dry_run:
+        from gaitlib.report.dryrun import default_csv, dry_run
+
+        out = args.dry_run_csv or default_csv(args.profile, args.runs_dir)
+        rows = dry_run(profile=args.profile, data=args.data, data_root=args.data_root,
+                       only=args.only, runs_dir=args.runs_dir, seed=args.seed,
+                       device="cuda" if args.gpus else "auto", steps=args.steps, out=out,
+                       allow_dirty=args.allow_dirty)
+        print(f"wrote {out}")
+        return 1 if any(r.status != "ok" for r in rows) else 0
+
     runs = reproduce(profile=args.profile, data=args.data, data_root=args.data_root,
                      only=args.only, seed=args.seed, build=not args.no_build,
                      runs_dir=args.runs_dir, gpus=args.gpus, jobs=args.jobs,
-                     extra_seeds=[int(x) for x in args.extra_seeds])
+                     extra_seeds=[int(x) for x in args.extra_seeds],
+                     allow_dirty=args.allow_dirty)
     # 'skipped' (needs other data) and 'missing' (notebook not written yet) are not failures.
     return 1 if any(r.status == "failed" for r in runs) else 0
 
@@ -336,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  gaitlib reproduce                           # the whole book on a CPU\n"
                "  gaitlib reproduce --only cstl-t3,cstl-t5 --no-build\n"
                "  gaitlib reproduce --profile paper --data casia-b --data-root /data --gpus 0,1,2,3\n"
+               "  gaitlib reproduce --profile paper --data casia-b --dry-run  # cost of every run\n"
                "\nreal data is imported once beforehand, e.g.\n"
                "  gaitlib data import casia-b SRC --out /data/casia-b")
     rep.add_argument("--profile", choices=PROFILES, default="cpu",
@@ -364,6 +377,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated further seeds of each ablation's reference row and full "
                           "model, e.g. 1,2,3,4: the ablation pages add their seed-to-seed SD")
     rep.add_argument("--no-build", action="store_true", help="run the notebooks, skip the HTML build")
+    rep.add_argument("--allow-dirty", action="store_true",
+                     help="publish even from a checkout with uncommitted source changes (results "
+                          "are then marked COMMIT+dirty); by default publishing refuses")
+    rep.add_argument("--dry-run", action="store_true",
+                     help="no notebooks: every run of the selected artifacts trains --steps "
+                          "iterations at the profile's full scale, checkpoints, resumes one more, "
+                          "extracts and evaluates a few test sequences; prints step time, peak "
+                          "memory and projected hours and writes a CSV (paper profile: "
+                          "book/results/paper-dry-run.csv)")
+    rep.add_argument("--steps", type=int, default=3, metavar="N",
+                     help="--dry-run: training iterations before the checkpoint (default 3; the "
+                          "first is a warm-up, the rest are timed)")
+    rep.add_argument("--dry-run-csv", type=Path, default=None, metavar="PATH",
+                     help="--dry-run: where to write the CSV")
     rep.set_defaults(func=_cmd_reproduce)
     return parser
 

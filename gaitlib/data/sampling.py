@@ -21,6 +21,7 @@ from gaitlib.data.store import Store
 
 FrameMode = Literal["ordered", "ordered_window", "unordered", "all"]
 FRAME_MODES = ("ordered", "ordered_window", "unordered", "all")
+PADDINGS = ("repeat", "cyclic")
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,25 @@ class FrameSampling:
     - ``unordered``: ``frames`` random frames, order ignored (GaitSet);
     - ``all``: the whole sequence (testing).
 
-    A sequence shorter than the window is padded by repeating frames: every frame is kept once,
-    randomly chosen frames are repeated up to the window size, and the indices are sorted so time
-    order is kept (each frame then appears 1 to ceil(window / length) times).
+    A sequence shorter than the window is padded (``padding``):
+
+    - ``"repeat"``: every frame is kept once, randomly chosen frames are repeated up to the window
+      size, and the indices are sorted so time order is kept (each frame then appears 1 to
+      ceil(window / length) times; CSTL's code pads its 16-29-frame sequences so);
+    - ``"cyclic"``: the sequence is repeated end to end until it covers the window and the window
+      starts at a random frame of that loop (OpenGait's ``fixed_ordered`` sampling), so the clip
+      runs on past the last frame back to the first.
+
+    ``replace`` (``unordered`` only): draw every frame with replacement, also from sequences
+    longer than ``frames`` (the GaitSet authors' code); otherwise with replacement only when
+    the sequence is too short (OpenGait).
     """
 
     mode: FrameMode = "ordered"
     frames: int = 30
     window: tuple[int, int] = (30, 40)
+    padding: str = "repeat"
+    replace: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in FRAME_MODES:
@@ -48,6 +60,8 @@ class FrameSampling:
         if self.frames < 1 or not (self.frames <= self.window[0] <= self.window[1]):
             raise ValueError(f"need 1 <= frames <= window[0] <= window[1], got frames={self.frames}, "
                              f"window={self.window}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"unknown padding {self.padding!r}; valid: {', '.join(PADDINGS)}")
 
     def indices(self, length: int, rng: np.random.Generator) -> np.ndarray:
         """Frame indices to take from a sequence of ``length`` frames."""
@@ -56,12 +70,16 @@ class FrameSampling:
         if self.mode == "all":
             return np.arange(length)
         if self.mode == "unordered":
-            return rng.choice(length, self.frames, replace=length < self.frames)
+            return rng.choice(length, self.frames, replace=self.replace or length < self.frames)
         span = self.frames if self.mode == "ordered" else int(rng.integers(self.window[0],
                                                                              self.window[1] + 1))
         if length >= span:
             start = int(rng.integers(0, length - span + 1))
             window = np.arange(start, start + span)
+        elif self.padding == "cyclic":  # the sequence looped end to end, a window anywhere in it
+            loop = length * math.ceil(span / length)
+            start = int(rng.integers(0, loop - span + 1))
+            window = (start + np.arange(span)) % length
         else:  # every frame once, then repeats spread over the sequence, kept in time order
             extra = np.concatenate([rng.permutation(length) for _ in range(math.ceil(span / length) - 1)])
             window = np.sort(np.concatenate([np.arange(length), extra[: span - length]]))
@@ -79,12 +97,13 @@ class PKBatchSampler(Sampler[list[tuple[int, int]]]):
 
     Yields lists of ``(item, key)`` pairs: ``item`` indexes the dataset's items, ``key`` seeds that
     item's frame sampling. Sequences are drawn without replacement when a subject has at least K,
-    with replacement otherwise. Batch ``i`` depends only on (seed, i): ``start_iteration`` resumes.
+    with replacement otherwise (always with ``replace``, as CSTL's code does). Batch ``i`` depends only on (seed, i): ``start_iteration`` resumes.
     With ``world_size`` > 1 each rank gets its own P / world_size subjects of the same global batch.
     """
 
     def __init__(self, item_subjects: Sequence, p: int, k: int, seed: int = 0,
-                 start_iteration: int = 0, rank: int = 0, world_size: int = 1):
+                 start_iteration: int = 0, rank: int = 0, world_size: int = 1,
+                 replace: bool = False):
         labels = np.asarray(item_subjects)
         self.subjects = np.unique(labels)
         if p > len(self.subjects):
@@ -95,6 +114,7 @@ class PKBatchSampler(Sampler[list[tuple[int, int]]]):
         self.p, self.k, self.seed = p, k, seed
         self.iteration = start_iteration
         self.rank, self.world_size = rank, world_size
+        self.replace = replace
 
     def batch(self, iteration: int) -> list[tuple[int, int]]:
         """The batch this rank gets at ``iteration``."""
@@ -104,7 +124,7 @@ class PKBatchSampler(Sampler[list[tuple[int, int]]]):
         out = []
         for slot_subject, s in enumerate(chosen):
             items = self.items_of[s]
-            picks = rng.choice(items, self.k, replace=len(items) < self.k)
+            picks = rng.choice(items, self.k, replace=self.replace or len(items) < self.k)
             if slot_subject // per_rank == self.rank:
                 out += [(int(i), iteration * self.p * self.k + slot_subject * self.k + j)
                         for j, i in enumerate(picks)]
@@ -186,14 +206,21 @@ def to_model_input(frames: torch.Tensor, device: torch.device | str = "cpu",
 def train_loader(store: Store, subjects: Sequence[str], p: int, k: int,
                  sampling: FrameSampling = FrameSampling(), seed: int = 0, workers: int = 2,
                  start_iteration: int = 0, flip: bool = False, rank: int = 0,
-                 world_size: int = 1) -> DataLoader:
-    """An endless loader of P x K training batches of the given subjects."""
+                 world_size: int = 1, k_replace: bool = False, min_frames: int = 1) -> DataLoader:
+    """An endless loader of P x K training batches of the given subjects.
+
+    ``min_frames``: training sequences with fewer frames are left out (CSTL's code drops those of
+    <= 2 frames). ``k_replace``: draw each subject's K sequences with replacement."""
     items = store.select(subjects=subjects)
     if len(items) == 0:
         raise ValueError(f"{store.path}: none of the {len(subjects)} training subjects is in the store")
+    if min_frames > 1:
+        items = items[store.lengths[items] >= min_frames]
+        if len(items) == 0:
+            raise ValueError(f"{store.path}: no training sequence has >= {min_frames} frames")
     dataset = SequenceDataset(store, items, sampling, seed=seed, flip=flip)
     sampler = PKBatchSampler(store.subjects[items], p, k, seed=seed, start_iteration=start_iteration,
-                             rank=rank, world_size=world_size)
+                             rank=rank, world_size=world_size, replace=k_replace)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fixed, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 

@@ -60,6 +60,10 @@ sums and the arg-max run within one sequence, and packed batches are split befor
 no sequence ever sees another's frames (the authors' loader reuses another sample's frames
 for training clips of <= 15 frames; frame sampling lives in ``gaitlib.data`` here).
 
+``parts`` (K) defaults to the feature height (every row a part, as the paper's K = 32 at 64x44
+and the code); a smaller K that divides the height pools groups of adjacent rows into one part
+(GMP + GAP over the strip), as the paper's Fig. 7 (K = 8) and its supplementary ablation of K do.
+
 ``channels`` overrides the variant's four backbone widths and ``resolution`` may also be 32
 (32x22, K=16): the cpu profile uses both (half widths, half resolution; gaitlib.training.recipes).
 
@@ -224,7 +228,8 @@ class CSTL(nn.Module):
     def __init__(self, *, variant: str = "casia-b", num_classes: int | None = None,
                  resolution: int = 64, scales: Sequence[str] = SCALES,
                  aggregation: str = "ata", ssfl: bool = True, mste: bool = True,
-                 reading: str = "code", channels: Sequence[int] | None = None):
+                 reading: str = "code", channels: Sequence[int] | None = None,
+                 parts: int | None = None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown CSTL variant {variant!r}; valid: {', '.join(VARIANTS)}")
@@ -248,7 +253,13 @@ class CSTL(nn.Module):
         if len(ch) != 4:
             raise ValueError(f"CSTL's backbone has four conv layers; got channels {ch}")
         num_classes = cfg["num_classes"] if num_classes is None else int(num_classes)
-        self.resolution, self.parts = resolution, resolution // 2
+        rows = resolution // 2  # feature height after the backbone's one 2x2 max-pool
+        if parts is None:
+            parts = rows
+        if parts < 1 or rows % parts:
+            raise ValueError(f"parts must divide the feature height {rows} "
+                             f"(resolution {resolution}), got {parts}")
+        self.resolution, self.parts = resolution, int(parts)
         self.scales = tuple(s for s in SCALES if s in scales)
         self.aggregation, self.reading = aggregation, reading
         k, c = self.parts, ch[3]
@@ -292,7 +303,9 @@ class CSTL(nn.Module):
             raise ValueError(f"this CSTL expects frames {self.resolution} high "
                              f"(resolution={self.resolution}), got {x.shape[-2]}")
         f = self.backbone(x)  # (n, c, s, h/2, w/2)
-        f = f.amax(-1) + f.mean(-1)  # GMP + GAP over each row: K = h/2 parts
+        if self.parts != f.shape[-2]:  # K strips of adjacent rows
+            f = f.reshape(*f.shape[:3], self.parts, -1)
+        f = f.amax(-1) + f.mean(-1)  # GMP + GAP over each part (a row when K = h/2)
         n, c, s, k = f.shape
         p = f.permute(0, 3, 1, 2).reshape(n, k * c, s)
         if lens is None:

@@ -427,7 +427,8 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
               only: Sequence[str] | None = None, seed: int = 0, build: bool = True,
               root: Path = REPO, runs_dir: str | Path = "runs", gpus: Sequence[int | str] | None = None,
               notebooks_dir: Path | None = None, workers: Sequence[Worker] | None = None,
-              jobs: int | None = None, extra_seeds: Sequence[int] = ()) -> list[NotebookRun]:
+              jobs: int | None = None, extra_seeds: Sequence[int] = (),
+              allow_dirty: bool = False) -> list[NotebookRun]:
     """Run the selected notebooks for a profile and dataset, publish the ones that pass, build the book.
 
     ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/``: the repository by default; tests
@@ -440,7 +441,9 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     seed-to-seed SDs join the ablation pages).
     Raises ValueError for unknown names and FileNotFoundError / ValueError when a real dataset's
     store is absent or of another dataset, before any notebook runs; BookBuildError when the build
-    fails.
+    fails.  Publishing into the repository's own book from a checkout with uncommitted source
+    changes raises :class:`~gaitlib.report.results.DirtyTreeError` unless ``allow_dirty`` (then
+    every result is marked ``COMMIT+dirty``).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
@@ -460,6 +463,10 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     # Data first, so a wrong --data-root fails before hours of notebooks.
     if data != "synthetic":
         check_real_store(data, data_root)
+    if Path(root).resolve() == REPO:  # publishing into the repository's book: from a clean tree
+        from gaitlib.report.results import require_clean
+
+        require_clean(REPO, allow_dirty)
     synthetic = synthetic_store_path(data_root, profile)
     if data == "synthetic" or "synthetic-data" in selected:
         synthetic = ensure_synthetic(data_root, profile, seed)

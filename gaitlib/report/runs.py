@@ -98,6 +98,8 @@ def resolve(spec: RunSpec, data_root: str | os.PathLike = "data", device: str = 
 
     dataset = "oumvlp" if spec.shape == "oumvlp" else "casia-b"
     config = recipe(spec.model, spec.profile, dataset, options=spec.option_dict)
+    if spec.data == "synthetic":  # the recipe's split names real subjects; a synthetic store has its own
+        config.data.split = ""
     config.data.store = str(store_path(spec.data, data_root, spec.profile, spec.shape))
     config.seed = spec.seed
     config.device = device

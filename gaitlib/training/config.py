@@ -51,6 +51,12 @@ class SamplingConfig:
     frames: int = 30
     window: tuple[int, int] = (30, 40)  # ordered_window only
     flip: bool = False
+    # Sequences shorter than the clip: "repeat" random frames (sorted) or "cyclic" (looped end
+    # to end, OpenGait); see gaitlib.data.sampling.FrameSampling.
+    padding: str = "repeat"
+    replace: bool = False  # unordered only: frames always drawn with replacement (GaitSet code)
+    k_replace: bool = False  # a subject's K sequences drawn with replacement (CSTL code)
+    min_frames: int = 1  # training sequences with fewer frames are left out (CSTL code: 3)
 
 
 @dataclass
@@ -360,6 +366,8 @@ def validate(config: TrainConfig) -> None:
     if config.sampling.mode not in FRAME_MODES or config.sampling.mode == "all":
         raise ConfigError(f"sampling.mode={config.sampling.mode!r}; "
                           "valid: ordered, ordered_window, unordered")
+    if config.sampling.padding not in ("repeat", "cyclic"):
+        raise ConfigError(f"sampling.padding={config.sampling.padding!r}; valid: repeat, cyclic")
     if config.optimizer.name not in ("adam", "sgd"):
         raise ConfigError(f"optimizer.name={config.optimizer.name!r}; valid: adam, sgd")
     if config.device not in ("auto", "cpu", "cuda"):

@@ -1,6 +1,9 @@
 """Per-model training recipes, one per profile (SPEC §4, §5).
 
-``paper`` is each paper's recipe (the baselines' from OpenGait's CASIA-B configs). The cheaper
+``paper`` is each paper's recipe, declared row by row with its source in
+``recipe_sources.csv`` (GaitSet: its authors' code; GaitPart, GaitGL: OpenGait's CASIA-B
+configs; the study's models: their papers, the reference code's differing values as
+alternatives). The cheaper
 profiles keep a model's design (its modules and depth, frame-sampling mode, losses, optimizer
 type) and shrink the scale:
 
@@ -9,54 +12,150 @@ type) and shrink the scale:
   2-core laptop: half input resolution, half channel widths and half as many horizontal strips
   (:func:`cheap_model_options`), (4, 4) batches of 8 frames, 60 iterations, tested on the first
   10 test subjects x 10 frames.  With so few iterations Adam's learning rate is raised 10x
-  (1e-3).  The book states this next to every cpu-profile number.
+  (1e-3; an SGD recipe keeps its own).  A fixed frame window (OpenGait's) stays fixed at
+  the smaller frame count.  The book states this next to every cpu-profile number.
 - ``paper``: the published recipe, for a GPU box and the real data.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import cache, partial
+from pathlib import Path
 
 from gaitlib.training.config import (
     EvalConfig,
-    LossConfig,
     ModelConfig,
-    OptimizerConfig,
-    SamplingConfig,
     ScheduleConfig,
     TrainConfig,
+    set_value,
 )
 
 PROFILES = ("smoke", "cpu", "paper")
 
 
-def _paper(model: str, p: int, k: int, mode: str, iterations: int, milestones: list[int],
-           ce: bool, weight_decay: float = 0.0, window: tuple[int, int] = (30, 40),
-           flip: bool = False) -> TrainConfig:
-    return TrainConfig(
-        profile="paper",
-        model=ModelConfig(model),
-        sampling=SamplingConfig(p=p, k=k, mode=mode, frames=30, window=window, flip=flip),
-        optimizer=OptimizerConfig("adam", lr=1e-4, weight_decay=weight_decay),
-        schedule=ScheduleConfig(iterations=iterations, milestones=milestones, gamma=0.1),
-        loss=LossConfig(triplet_weight=1.0, margin=0.2, ce_weight=1.0 if ce else 0.0),
-        eval=EvalConfig(sequences_per_batch=4),
-        checkpoint_every=5000, log_every=100, workers=8)
+SOURCES_FILE = Path(__file__).with_name("recipe_sources.csv")
+SOURCE_COLUMNS = ("model", "dataset", "key", "value", "source", "alternative",
+                  "alternative_source", "note")
+# Rows of the sources table that document a hyperparameter that is not (yet) a TrainConfig key.
+DOCUMENTED_KEYS = ("precision",)
+# Every paper recipe has a row for each of these keys (OU-MVLP rows add model.options.variant).
+RECIPE_KEYS = (
+    "data.split", "sampling.p", "sampling.k", "sampling.k_replace", "sampling.mode",
+    "sampling.frames", "sampling.window", "sampling.padding", "sampling.replace",
+    "sampling.min_frames", "sampling.flip", "optimizer.name", "optimizer.lr",
+    "optimizer.momentum", "optimizer.weight_decay", "schedule.iterations", "schedule.milestones",
+    "schedule.gamma", "loss.triplet_weight", "loss.margin", "loss.triplet_self_pairs",
+    "loss.ce_weight", "loss.label_smoothing", "loss.ce_scale", "precision")
 
 
-# The papers' recipes. Baselines: OpenGait's CASIA-B configs (GaitSet 40k it, (8,16), 30
-# unordered frames; GaitPart 120k, (8,16), 30 sorted frames of a 30-40 window, LR step at 100k;
-# GaitGL 80k, (8,8), 30 consecutive frames, weight decay 5e-4, 1e-5 after 70k, triplet + CE).
-# Study models: SPEC §4.
+@dataclass(frozen=True)
+class SourceRow:
+    """One hyperparameter of one paper recipe, with where its value comes from.
+
+    ``key`` is a dotted TrainConfig key (or one of :data:`DOCUMENTED_KEYS`); ``value`` as written
+    on the command line; ``alternative`` the other source's value where paper and code disagree
+    (train it with ``KEY=ALTERNATIVE`` overrides, see :func:`alternative_overrides`).
+    """
+
+    model: str
+    dataset: str
+    key: str
+    value: str
+    source: str
+    alternative: str = ""
+    alternative_source: str = ""
+    note: str = ""
+
+
+@cache
+def recipe_sources() -> tuple[SourceRow, ...]:
+    """Every row of ``recipe_sources.csv``, the single declaration of the paper recipes."""
+    with SOURCES_FILE.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != SOURCE_COLUMNS:
+            raise ValueError(f"{SOURCES_FILE}: columns {reader.fieldnames}, expected {SOURCE_COLUMNS}")
+        return tuple(SourceRow(**row) for row in reader)
+
+
+def source_rows(model: str, dataset: str = "casia-b") -> list[SourceRow]:
+    """The sources-table rows of one paper recipe (``dataset`` 'casia-b' or 'oumvlp')."""
+    return [r for r in recipe_sources() if r.model == model and r.dataset == dataset]
+
+
+def _from_sources(model: str, dataset: str) -> TrainConfig:
+    """The paper recipe of ``model`` on ``dataset``, built from its rows of the sources table.
+
+    Fields with no row (evaluation batch size, checkpoint and log intervals, workers) do not
+    change what a run computes and are set here."""
+    rows = source_rows(model, dataset)
+    if not rows:
+        raise ValueError(f"no rows for ({model}, {dataset}) in {SOURCES_FILE.name}")
+    config = TrainConfig(profile="paper", model=ModelConfig(model),
+                         eval=EvalConfig(sequences_per_batch=4),
+                         checkpoint_every=5000, log_every=100, workers=8)
+    for row in rows:
+        if row.key not in DOCUMENTED_KEYS:
+            set_value(config, row.key, row.value)
+    return config
+
+
+def alternative_overrides(model: str, dataset: str = "casia-b") -> list[str]:
+    """``KEY=VALUE`` overrides that turn the paper recipe into the other source's version (the
+    reference code's where it differs from the paper; OpenGait's for GaitSet), e.g. for
+    ``gaitlib train ... $(overrides)``. Documented-only rows are left out."""
+    return [f"{r.key}={r.alternative}" for r in source_rows(model, dataset)
+            if r.alternative and r.key not in DOCUMENTED_KEYS
+            and not r.alternative_source.startswith("unused")]
+
+
+def sources_markdown(models: tuple[str, ...] | None = None) -> str:
+    """The sources table as markdown, one table per recipe (the book's reproduction notes)."""
+    out = []
+    seen = list(dict.fromkeys((r.model, r.dataset) for r in recipe_sources()))
+    for model, dataset in seen:
+        if models and model not in models:
+            continue
+        out += [f"### {model}, {dataset}", "",
+                "| key | value | source | other source's value | note |", "|---|---|---|---|---|"]
+        for r in source_rows(model, dataset):
+            other = f"{r.alternative} ({r.alternative_source})" if r.alternative else ""
+            cells = [f"`{r.key}`", f"`{r.value}`" if r.value else "", r.source, other, r.note]
+            out.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+BOOK_BEGIN = "<!-- recipe-sources:begin (generated: python -m gaitlib.training.recipes) -->"
+BOOK_END = "<!-- recipe-sources:end -->"
+
+
+def write_book_section(path: str | os.PathLike) -> bool:
+    """Replace the generated part of ``path`` (between the recipe-sources markers) with
+    :func:`sources_markdown`; returns whether the file changed."""
+    path = Path(path)
+    text = path.read_text()
+    if BOOK_BEGIN not in text or BOOK_END not in text:
+        raise ValueError(f"{path} has no {BOOK_BEGIN!r} ... {BOOK_END!r} section")
+    head, rest = text.split(BOOK_BEGIN, 1)
+    _, tail = rest.split(BOOK_END, 1)
+    new = f"{head}{BOOK_BEGIN}\n\n{sources_markdown()}\n{BOOK_END}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+_CASIA_MODELS = ("gaitset", "gaitpart", "gaitgl", "gaitmm", "local3d", "cstl")
+_OUMVLP_MODELS = ("gaitmm", "local3d", "cstl")
+
+# The papers' recipes, from the sources table (recipe_sources.csv): GaitSet follows its
+# authors' code whole, GaitPart and GaitGL OpenGait's configs, the study's models their papers
+# (the reference code's differing values are the table's alternatives).
 PAPER: dict[str, Callable[[], TrainConfig]] = {
-    "gaitset": lambda: _paper("gaitset", 8, 16, "unordered", 40000, [], ce=False),
-    "gaitpart": lambda: _paper("gaitpart", 8, 16, "ordered_window", 120000, [100000], ce=False),
-    "gaitgl": lambda: _paper("gaitgl", 8, 8, "ordered", 80000, [70000], ce=True, weight_decay=5e-4),
-    "gaitmm": lambda: _paper("gaitmm", 8, 8, "ordered", 80000, [70000], ce=True),
-    "local3d": lambda: _paper("local3d", 8, 16, "ordered_window", 120000, [], ce=True, flip=True),
-    "cstl": lambda: _paper("cstl", 8, 8, "ordered", 100000, [], ce=True),
-}
+    m: partial(_from_sources, m, "casia-b") for m in _CASIA_MODELS}
 
 
 # What the cheap profiles shrink; everything else (frame-sampling mode, losses, optimizer type)
@@ -123,41 +222,35 @@ def _scaled(config: TrainConfig, profile: str) -> TrainConfig:
     """The paper recipe shrunk to ``profile`` (the design fields kept)."""
     c = _CHEAP[profile]
     frames = c["frames"]
+    low, high = config.sampling.window
+    # A fixed window (OpenGait's 40 for 30 frames) stays fixed; a random one stays random.
+    window = (frames + c["window_extra"],) * 2 if low == high else (frames, frames + c["window_extra"])
+    # Adam's lr is raised 10x for the short schedules; SGD (a non-default option) keeps its own.
+    lr = 1e-3 if config.optimizer.name == "adam" else config.optimizer.lr
     options, height = cheap_model_options(config.model.name, config.model.options)
     return replace(
         config, profile=profile,
         model=replace(config.model, options=options),
         data=replace(config.data, resolution=height),
-        sampling=replace(config.sampling, p=c["p"], k=c["k"], frames=frames,
-                         window=(frames, frames + c["window_extra"])),
+        sampling=replace(config.sampling, p=c["p"], k=c["k"], frames=frames, window=window),
         schedule=ScheduleConfig(iterations=c["iterations"], milestones=[c["milestone"]], gamma=0.1),
-        optimizer=replace(config.optimizer, lr=1e-3),
+        optimizer=replace(config.optimizer, lr=lr),
         eval=replace(c["eval"]),  # a copy: callers may edit the returned config
         checkpoint_every=c["checkpoint_every"], log_every=c["log_every"], workers=c["workers"])
 
 
-def _oumvlp(model: str, p: int, k: int, iterations: int, milestones: list[int], **kw) -> TrainConfig:
-    config = PAPER[model]()
-    config.model.options = {"variant": "oumvlp"}
-    config.sampling = replace(config.sampling, p=p, k=k)
-    config.schedule = ScheduleConfig(iterations=iterations, milestones=milestones, gamma=0.1)
-    return replace(config, **kw)
-
-
-# OU-MVLP recipes of the study's papers (SPEC §4): their OU-MVLP widths, larger batches, longer
-# schedules. The baselines' OU-MVLP numbers are quoted from the papers, not retrained.
+# OU-MVLP recipes of the study's papers: their OU-MVLP widths, larger batches, longer schedules.
+# The baselines' OU-MVLP numbers are quoted from the papers, not retrained.
 PAPER_OUMVLP: dict[str, Callable[[], TrainConfig]] = {
-    "gaitmm": lambda: _oumvlp("gaitmm", 32, 8, 160000, [150000]),
-    "local3d": lambda: _oumvlp("local3d", 32, 16, 250000, [150000]),
-    "cstl": lambda: _oumvlp("cstl", 32, 8, 250000, [150000]),
-}
+    m: partial(_from_sources, m, "oumvlp") for m in _OUMVLP_MODELS}
 
 
 def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
            options: dict | None = None) -> TrainConfig:
     """The training config of ``model`` under ``profile`` for a store of ``dataset`` (a fresh
     object; edit freely). ``oumvlp`` takes the paper's OU-MVLP recipe (scaled for cheap profiles);
-    ``casia-b`` and ``synthetic`` the CASIA-B one.  ``options`` are the model options of the run
+    ``casia-b`` and ``synthetic`` the CASIA-B one (``synthetic`` with the store's own split).
+    ``options`` are the model options of the run
     at the paper's scale (an ablation row, ``resolution=128``); cheap profiles scale them with
     :func:`cheap_model_options`."""
     if profile not in PROFILES:
@@ -176,6 +269,8 @@ def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
         config = PAPER_OUMVLP[model]()
     else:
         config = PAPER[model]()
+    if dataset.startswith("synthetic"):  # a synthetic store has its own split (its first half trains)
+        config.data.split = ""
     if options:
         from gaitlib.models import options as model_options
 
@@ -186,4 +281,16 @@ def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
         config.model.options = {**config.model.options, **options}
     if model == "cstl" and config.model.options.get("ssfl") is False:
         config.loss.ce_weight = 0.0  # the CE of eq. 11 is SSFL's; without SSFL, triplet only
-    return config if profile == "paper" else _scaled(config, profile)
+    if profile == "paper":
+        # The input height the run needs: one 128x128 store then serves the 64x44 runs too
+        # (shrunk by 2 at load time), and a 64x64 store fails clearly for a 128x88 run.
+        config.data.resolution = int(config.model.options.get("resolution", 64))
+        return config
+    return _scaled(config, profile)
+
+
+if __name__ == "__main__":  # regenerate the book's table: python -m gaitlib.training.recipes
+    import sys
+
+    target = sys.argv[1] if len(sys.argv) > 1 else "book/reproduction-notes.md"
+    print(f"{target}: {'updated' if write_book_section(target) else 'already up to date'}")

@@ -59,6 +59,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# The subjects each split names: a split of one dataset means nothing on a store of another.
+_SPLIT_DATA = {"casia-b-lt": "casia-b", "casia-b-lt-73": "casia-b", "oumvlp": "oumvlp",
+               "synthetic": "synthetic"}
+
+
 def resolve_subjects(config: TrainConfig, store: Store) -> tuple[list[str], list[str]]:
     """Training and test subjects present in ``store``: an explicit list, else the split."""
     present = set(store.subjects.tolist())
@@ -67,7 +72,13 @@ def resolve_subjects(config: TrainConfig, store: Store) -> tuple[list[str], list
         test = (expand_subjects(config.data.test_subjects) if config.data.test_subjects
                 else sorted(present - set(train)))
     else:
-        split = split_for(config.data.split or default_split(store.dataset), store.subjects)
+        name = config.data.split or default_split(store.dataset)
+        own = _SPLIT_DATA[default_split(store.dataset)]
+        if _SPLIT_DATA.get(name, own) != own:
+            # e.g. a CASIA-B recipe's split on a synthetic store: its subjects are other people
+            raise ValueError(f"data.split={name!r} is not a split of the store's {store.dataset!r} "
+                             f"data; set data.split= (empty: the store's own split)")
+        split = split_for(name, store.subjects)
         train, test = list(split.train), list(split.test)
     train = [s for s in train if s in present]
     test = sorted(s for s in test if s in present)
@@ -129,7 +140,7 @@ class LossComposer:
 def _sampling(config: TrainConfig) -> FrameSampling:
     s = config.sampling
     window = s.window if s.mode == "ordered_window" else (s.frames, s.frames)
-    return FrameSampling(s.mode, s.frames, tuple(window))
+    return FrameSampling(s.mode, s.frames, tuple(window), s.padding, s.replace)
 
 
 def _wrap(model: nn.Module, config: TrainConfig, info: DistInfo) -> nn.Module:
@@ -215,7 +226,8 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     loader = train_loader(store, train_subjects, config.sampling.p, config.sampling.k,
                           _sampling(config), seed=config.seed, workers=config.workers,
                           start_iteration=start, flip=config.sampling.flip, rank=info.rank,
-                          world_size=info.world_size)
+                          world_size=info.world_size, k_replace=config.sampling.k_replace,
+                          min_frames=config.sampling.min_frames)
     batches = iter(loader)  # draws the DataLoader's base seed: before the RNG restore
     if state is not None:
         ckpt.restore_rng(state["rng"])

@@ -1,0 +1,182 @@
+"""The book page "What a full reproduction costs", generated from the paper-scale dry run.
+
+``book/results/paper-dry-run.csv`` (``gaitlib reproduce --profile paper --dry-run``) holds one
+row per run of the study with its measured step time on the device that ran the dry run.  This
+module turns it into ``book/cost.md``: device-hours per artifact and in total, measured on that
+device, and projected for one H100/H200-class GPU.
+
+GPU figures come from one of two places, and the page says which:
+
+* measured: ``book/results/device_check.json`` (written by a GPU check), a JSON object
+  ``{"device": "NVIDIA H200", "runs": [{"model": ..., "dataset": ..., "options": ...,
+  "step_seconds": ..., "peak_memory_mb": ...}, ...]}`` whose rows match the dry run's
+  (model, dataset, options); a run it measures uses its step time;
+* projected: every other run's FLOPs per step (``step_tflop``, counted by the dry run) at an
+  assumed effective throughput, :data:`GPU_EFFECTIVE_TFLOPS` (see :func:`render`).
+
+Regenerate with ``python -m gaitlib.report.cost`` (after a new dry run or device check).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DRY_RUN_CSV = REPO / "book" / "results" / "paper-dry-run.csv"
+DEVICE_CHECK = REPO / "book" / "results" / "device_check.json"
+PAGE = REPO / "book" / "cost.md"
+# Assumed effective training throughput of one H100/H200 on these networks: 10% of the ~990
+# TFLOP/s dense bf16 peak (small convolutions, 3D convs and data loading keep the tensor cores
+# far from peak).  A projection, never a result: device_check.json measurements replace it.
+GPU_EFFECTIVE_TFLOPS = 100.0
+
+
+def load_rows(path: str | os.PathLike = DRY_RUN_CSV) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def load_device_check(path: str | os.PathLike = DEVICE_CHECK) -> dict | None:
+    """The GPU check's measurements, or None when no check has been published."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise ValueError(f"{path}: expected {{'device': ..., 'runs': [...]}}")
+    return data
+
+
+def _key(row: dict) -> tuple[str, str, str]:
+    return (row["model"], row["dataset"], row.get("options", "") or "")
+
+
+def gpu_hours(rows: list[dict], check: dict | None,
+              tflops: float = GPU_EFFECTIVE_TFLOPS) -> dict[tuple, tuple[float, str]]:
+    """Per run: (GPU hours, 'measured' or 'projected')."""
+    measured = {_key(r): float(r["step_seconds"]) for r in (check or {}).get("runs", [])}
+    out = {}
+    for r in rows:
+        iters = int(r["iterations"])
+        if _key(r) in measured:
+            out[_key(r)] = (iters * measured[_key(r)] / 3600, "measured")
+        else:
+            out[_key(r)] = (iters * float(r["step_tflop"]) / tflops / 3600, "projected")
+    return out
+
+
+def _fmt(hours: float) -> str:
+    if math.isnan(hours):
+        return "-"
+    return f"{hours:,.0f}" if hours >= 100 else f"{hours:,.1f}"
+
+
+def render(rows: list[dict], check: dict | None = None,
+           tflops: float = GPU_EFFECTIVE_TFLOPS) -> str:
+    """The page's markdown."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] != "ok"]
+    gpu = gpu_hours(ok, check, tflops)
+    cpu_device = ok[0]["device"] if ok else "-"
+    gpu_device = (check or {}).get("device", "one H100/H200")
+    kinds = {kind for _, kind in gpu.values()}
+    gpu_label = "measured" if kinds == {"measured"} else \
+        "projected" if kinds == {"projected"} else "measured where marked, else projected"
+    commit = ok[0].get("git_commit", "") if ok else ""
+
+    lines = ["(cost)=", "# What a full reproduction costs", "",
+             f"Every run the book's {len({a for r in rows for a in r['artifacts'].split()})} "
+             f"artifacts need ({len(rows)} distinct runs; a run several artifacts share counts "
+             "once in the total) was started at the paper's full scale by `gaitlib reproduce "
+             "--profile paper --data casia-b --dry-run`: the exact paper config against the "
+             "store, a few training steps at the full batch, resolution and frame count, a "
+             "checkpoint, a resumed step, and the features of a few test sequences extracted "
+             "with all their frames and evaluated. OU-MVLP runs ran on an OU-MVLP-shaped store "
+             "with OU-MVLP's 5153-class classifier. The step times below are **measured** on "
+             f"`{cpu_device}` (data loading in the training process included); device-hours are "
+             "the recipe's iterations times that step time, for training alone (testing adds "
+             "little: one pass over the test set).", "",
+             f"The GPU column is **{gpu_label}**: "
+             + (f"measured on {gpu_device} (`book/results/device_check.json`)"
+                if kinds == {"measured"} else
+                f"each run's floating-point operations per step (counted by the dry run, forward "
+                f"and backward) at an assumed {tflops:g} TFLOP/s, about 10% of one H100/H200's "
+                "dense bf16 peak; an assumption, to be replaced by measurements "
+                "(`book/results/device_check.json`) when a GPU check runs") + ".", ""]
+    if commit:
+        lines += [f"Source: `book/results/paper-dry-run.csv`, code at commit `{commit[:12]}`"
+                  + (" (uncommitted changes)" if commit.endswith("+dirty") else "") + ".", ""]
+
+    lines += ["## Per artifact", "",
+              "| artifact | runs | CPU device-hours (measured step time) | GPU hours |",
+              "|---|---|---|---|"]
+    artifacts: dict[str, list[dict]] = {}
+    for r in ok:
+        for a in r["artifacts"].split():
+            artifacts.setdefault(a, []).append(r)
+    for a, runs in artifacts.items():
+        cpu = sum(float(r["projected_hours"]) for r in runs)
+        g = sum(gpu[_key(r)][0] for r in runs)
+        lines.append(f"| {a} | {len(runs)} | {_fmt(cpu)} | {_fmt(g)} |")
+    total_cpu = sum(float(r["projected_hours"]) for r in ok)
+    total_gpu = sum(h for h, _ in gpu.values())
+    lines += [f"| **all (shared runs once)** | {len(ok)} | **{_fmt(total_cpu)}** "
+              f"({total_cpu / 24 / 365:.1f} years) | **{_fmt(total_gpu)}** "
+              f"({total_gpu / 24:.1f} days) |", ""]
+
+    lines += ["## Per run", "",
+              "| model | data | options | iterations | batch | TFLOP/step | step s | peak MB | "
+              "CPU hours | GPU hours |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(ok, key=lambda r: -float(r["projected_hours"])):
+        g, kind = gpu[_key(r)]
+        lines.append(f"| {r['model']} | {r['dataset']} | {r['options'] or '-'} | "
+                     f"{int(r['iterations']):,} | {r['batch']} | {float(r['step_tflop']):.2f} | "
+                     f"{float(r['step_seconds']):.2f} | "
+                     f"{float(r['peak_memory_mb']):,.0f} | {_fmt(float(r['projected_hours']))} | "
+                     f"{_fmt(g)} ({kind}) |")
+    lines.append("")
+    if ok:
+        slow = max(ok, key=lambda r: float(r["projected_hours"]))
+        big = max(ok, key=lambda r: float(r["peak_memory_mb"]))
+        lines += [f"The longest run is {slow['model']} on {slow['dataset']} "
+                  f"({slow['options'] or 'the full model'}): {_fmt(float(slow['projected_hours']))} "
+                  f"CPU hours. The largest is {big['model']} on {big['dataset']} "
+                  f"({big['options'] or 'the full model'}) at "
+                  f"{float(big['peak_memory_mb']):,.0f} MB peak memory (CPU: the whole process's "
+                  "peak resident set).", ""]
+    if failed:
+        lines += ["## Runs that failed the dry run", ""]
+        lines += [f"- {r['model']} {r['dataset']} {r['options'] or '-'}: {r['message']}"
+                  for r in failed]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def placeholder() -> str:
+    return "\n".join([
+        "(cost)=", "# What a full reproduction costs", "",
+        "This page is generated from the paper-scale dry run, which has not been published yet. "
+        "Run it from a clean checkout with the real CASIA-B store in `data/casia-b`, then "
+        "regenerate the page:", "",
+        "```bash",
+        "gaitlib reproduce --profile paper --data casia-b --dry-run   # book/results/paper-dry-run.csv",
+        "python -m gaitlib.report.cost                               # this page",
+        "```", ""])
+
+
+def write_page(csv_path: str | os.PathLike = DRY_RUN_CSV, page: str | os.PathLike = PAGE,
+               check_path: str | os.PathLike = DEVICE_CHECK) -> Path:
+    """Write ``book/cost.md`` from the dry run's CSV (a placeholder when there is none)."""
+    page = Path(page)
+    text = render(load_rows(csv_path), load_device_check(check_path)) \
+        if Path(csv_path).is_file() else placeholder()
+    page.write_text(text)
+    return page
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_page()}")
