@@ -45,6 +45,14 @@ def _paper(model: str, p: int, k: int, mode: str, iterations: int, milestones: l
         checkpoint_every=5000, log_every=100, workers=8)
 
 
+def _gln_loss(config: TrainConfig) -> TrainConfig:
+    """3D Local CNN adopts GLN's compact block and cross-entropy (its Sec. 4.2); GLN's reference
+    config weights that CE 0.1, scales the logits by 16 and smooths labels by 0.1 (OpenGait's
+    default)."""
+    config.loss = replace(config.loss, ce_weight=0.1, ce_scale=16.0, label_smoothing=0.1)
+    return config
+
+
 # The papers' recipes. Baselines: OpenGait's CASIA-B configs (GaitSet 40k it, (8,16), 30
 # unordered frames; GaitPart 120k, (8,16), 30 sorted frames of a 30-40 window, LR step at 100k;
 # GaitGL 80k, (8,8), 30 consecutive frames, weight decay 5e-4, 1e-5 after 70k, triplet + CE).
@@ -54,7 +62,8 @@ PAPER: dict[str, Callable[[], TrainConfig]] = {
     "gaitpart": lambda: _paper("gaitpart", 8, 16, "ordered_window", 120000, [100000], ce=False),
     "gaitgl": lambda: _paper("gaitgl", 8, 8, "ordered", 80000, [70000], ce=True, weight_decay=5e-4),
     "gaitmm": lambda: _paper("gaitmm", 8, 8, "ordered", 80000, [70000], ce=True),
-    "local3d": lambda: _paper("local3d", 8, 16, "ordered_window", 120000, [], ce=True, flip=True),
+    "local3d": lambda: _gln_loss(_paper("local3d", 8, 16, "ordered_window", 120000, [], ce=True,
+                                        flip=True)),
     "cstl": lambda: _paper("cstl", 8, 8, "ordered", 100000, [], ce=True),
 }
 
@@ -110,6 +119,11 @@ def cheap_model_options(model: str, options: dict | None = None) -> tuple[dict, 
     if strips is not None:
         value = _variant_default(model, opts, strips)
         opts[strips] = _halve(value) if isinstance(value, (tuple, list)) else max(1, int(value) // 2)
+    if model == "local3d":  # focal convs: half as many strips too (2**h strips per block)
+        from gaitlib.models.local3d import HALVING
+
+        halving = opts.get("halving") or ((0, 0, 0) if opts.get("authors_code") else HALVING)
+        opts["halving"] = tuple(max(0, int(h) - 1) for h in halving)
     return opts, height
 
 
@@ -184,6 +198,8 @@ def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
             raise ValueError(f"unknown option(s) {unknown} for {model!r}; valid: "
                              f"{', '.join(model_options(model))}")
         config.model.options = {**config.model.options, **options}
+    if model == "local3d" and config.model.options.get("head") == "compact":
+        config.loss = replace(config.loss, ce_weight=1.0, ce_scale=1.0, label_smoothing=0.0)
     if model == "cstl" and config.model.options.get("ssfl") is False:
         config.loss.ce_weight = 0.0  # the CE of eq. 11 is SSFL's; without SSFL, triplet only
     return config if profile == "paper" else _scaled(config, profile)
