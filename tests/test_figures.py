@@ -207,6 +207,7 @@ def test_local_volumes_one_row_per_path(inspection):
     fig = plot_local_volumes(info, sample=1, n_slices=3)
     assert isinstance(fig, Figure) and len(fig.axes) == len(PARTS) * 3
     assert [ax.get_ylabel() for ax in fig.axes[::3]] == list(PARTS)
+    assert fig.get_suptitle().endswith("6/6 paths on the map in every frame")
     # Slices are the channel mean of the sampled volume.
     vol = info["volumes"]["1"]["head"]["volume"][1].mean(0).numpy()
     np.testing.assert_allclose(np.asarray(fig.axes[0].images[0].get_array()), vol[0], rtol=1e-6)

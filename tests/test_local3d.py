@@ -1,4 +1,5 @@
-"""3D Local CNN (issue 5): sampling maths, localization, every ablation variant, Fig. 4 hooks."""
+"""3D Local CNN (issues 5, 12): sampling maths, localization, paths that stay on the map, the GLN
+head, every ablation variant, Fig. 4 hooks."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from gaitlib.models.local_block import (
     SAMPLERS,
     LocalBlock3D,
     LocalPath,
+    gaussian_filterbank,
     linear_filterbank,
+    locate,
+    path_centres,
     sample_volume,
 )
+from gaitlib.training.recipes import cheap_model_options, recipe
 from tests.conftest import blob_silhouettes
 
 H, W = 64, 44
@@ -88,11 +93,12 @@ def test_sampled_volume_lands_where_the_parameters_say(sampler):
     # leg_r prior (c_x, c_y) = (0.7, 0.8), extent 5/11 x 6/16 of a 22 x 32 map, T = 6.
     t, h, w = 6, 32, 22
     path = LocalPath("leg_r", 1, 2, sampler).double()
-    # dx = -0.1 in every frame: smoothed centre 0.7*22 + 3*(-0.1)/2*22 = 12.1 (eq. 4 + Sec. 4.2);
-    # dy = -0.1: 0.8*32 - 0.15*32 = 20.8; strides at the prior: 22 x 5/11 = 10 px wide grid,
+    # The same offsets in every frame, so smoothing (a mean) leaves them.  Reach of a unit offset:
+    # min(1/2, c, 1 - c) = 0.3 in x, 0.2 in y.  dx = -0.5: centre (0.7 - 0.15) * 22 = 12.1;
+    # dy = -0.75: (0.8 - 0.15) * 32 = 20.8; strides at the prior: 22 x 5/11 = 10 px wide grid,
     # 32 x 6/16 = 12 px high.  Time: centre 3 + dt*3 = 3.5 with dt = 1/6, stride 0.4 -> the
     # six output frames sit in frames 2..4 (centres 2.5..4.5).
-    raw = _raw(1, t, dx=-0.1, dy=-0.1, dt=1 / 6, log_st=math.log(0.4), log_s2=math.log(0.5),
+    raw = _raw(1, t, dx=-0.5, dy=-0.75, dt=1 / 6, log_st=math.log(0.4), log_s2=math.log(0.5),
                gamma=2.0)
     grid = path.locate(raw, (t, h, w))
     mu_x, mu_y = grid["mu_x"][0, 0], grid["mu_y"][0, 0]
@@ -124,12 +130,64 @@ def test_sampled_volume_lands_where_the_parameters_say(sampler):
 
 def test_offsets_move_the_grid_and_are_smoothed_over_two_previous_frames():
     path = LocalPath("head", 1, 2, "mixture").double()
-    raw = _raw(1, 5)
-    raw[0, 2, 0] = math.atanh(0.2)  # one frame moves right
-    cx = path.locate(raw, (5, 16, 11))["mu_x"][0].mean(-1)  # grid centre per frame
+    raw = _raw(1, 6)
+    raw[0, 2, 0] = math.atanh(0.6)  # one frame moves right
+    cx = path.locate(raw, (6, 16, 11))["mu_x"][0].mean(-1)  # grid centre per frame
+    # Frames 2, 3, 4 average the offset 0.6 with two others: 0.2; a unit offset of the central
+    # head prior moves W / 2 (eq. 4), so they sit 0.1 W right of the prior; frame 5 is back.
     base = 0.5 * 11
-    expected = [base, base, base + 0.1 * 11, base + 0.1 * 11, base + 0.1 * 11]
+    expected = [base, base, base + 0.1 * 11, base + 0.1 * 11, base + 0.1 * 11, base]
     torch.testing.assert_close(cx, torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("part", list(PARTS))
+def test_centres_stay_on_the_map_for_any_offset_and_every_prior(part):
+    t, h, w = 4, 16, 11
+    cx, cy = PARTS[part][:2]
+    prior = torch.tensor([PARTS[part]], dtype=torch.float64)
+    raw = torch.zeros(1, 1, t, 8, dtype=torch.float64)
+    raw[0, 0, :, 0] = torch.tensor([-50.0, 50.0, 3.0, -3.0])  # saturated and large offsets
+    raw[0, 0, :, 1] = torch.tensor([50.0, -50.0, -3.0, 3.0])
+    grid = locate(raw, prior, (t, h, w))
+    c = path_centres(grid["mu_x"][0, 0], grid["mu_y"][0, 0], (h, w))
+    assert c["on_map"].all(), (c["x"], c["y"])
+    # Each path moves around its own part: the reach is the prior's distance to the nearer
+    # border (eq. 4's W / 2 for a central prior), symmetric about the prior.
+    reach_x, reach_y = min(0.5, cx, 1 - cx) * w, min(0.5, cy, 1 - cy) * h
+    assert (c["x"] - cx * w).abs().max().item() <= reach_x + 1e-9
+    assert (c["y"] - cy * h).abs().max().item() <= reach_y + 1e-9
+    assert (c["x"] - cx * w).abs().max().item() > 0.6 * reach_x  # and it does move
+
+
+def test_literal_smoothing_would_leave_the_map_ours_does_not():
+    # A leg path with offsets of 0.9 in three frames running: the literal Sec. 4.2 sum puts
+    # (0.9 * 3 / 2) H = 1.35 H below the prior (off the map); the mean keeps it inside.
+    prior = torch.tensor([PARTS["leg_l"]], dtype=torch.float64)
+    raw = torch.zeros(1, 1, 5, 8, dtype=torch.float64)
+    raw[..., 1] = math.atanh(0.9)
+    grid = locate(raw, prior, (5, 32, 22))
+    y = path_centres(grid["mu_x"], grid["mu_y"], (32, 22))["y"]
+    torch.testing.assert_close(y, torch.full_like(y, (0.8 + 0.2 * 0.9) * 32))
+    assert 0.8 * 32 + 0.9 * 3 / 2 * 32 > 32
+
+
+def test_gaussian_rows_sum_to_one_past_the_border_and_pass_gradients():
+    mu = torch.tensor([[-400.0, -2.0, 0.0, 5.5, 11.0, 13.0, 400.0]], dtype=torch.float64,
+                      requires_grad=True)
+    f = gaussian_filterbank(mu, torch.tensor([[0.25]], dtype=torch.float64), 11)
+    torch.testing.assert_close(f.sum(-1), torch.ones(1, 7, dtype=torch.float64))
+    assert f[0, 0, 0].item() == pytest.approx(1.0) and f[0, -1, -1].item() == pytest.approx(1.0)
+    # Inside the map the rows are eqs. 7-8 as printed.
+    p = torch.arange(11, dtype=torch.float64) + 0.5
+    plain = torch.exp(-(5.5 - p) ** 2 / 0.5)
+    torch.testing.assert_close(f[0, 3], plain / plain.sum())
+    (grad,) = torch.autograd.grad((f * p).sum(), mu)
+    assert torch.isfinite(grad).all()
+    # A row just past the border still moves with its mean, towards the map: it can come back.
+    near = torch.tensor([[-0.3]], dtype=torch.float64, requires_grad=True)
+    row = gaussian_filterbank(near, torch.tensor([[0.5]], dtype=torch.float64), 11)
+    (g_near,) = torch.autograd.grad((row * p).sum(), near)
+    assert g_near.item() > 0.05
 
 
 def test_localization_reads_detached_global_features():
@@ -203,17 +261,71 @@ def test_block_runs_its_paths_together_with_the_same_maths(sampler, fe, fe_convs
 # --------------------------------------------------------------------------- network
 
 
+@pytest.mark.parametrize("head", ["gln", "compact"])
 @pytest.mark.parametrize("n", [1, 2, 3, 8])
-def test_batch_sizes_train_and_eval(n):
-    model = _build(**TINY)
+def test_batch_sizes_train_and_eval(n, head):
+    model = _build(**TINY, head=head)
     x = _sils(n, 5, seed=n)
     out = model.train()(x)
-    assert out["embedding"].shape == (n, 256, 1) and out["logits"].shape == (n, 3, 1)
+    parts = 16 if head == "gln" else 1  # GLN: the part features; compact: the compact output
+    assert out["embedding"].shape == (n, 256, parts) and out["logits"].shape == (n, 3, 1)
     with torch.no_grad():
         out = model.eval()(x)
     assert set(out) == {"embedding"} and torch.isfinite(out["embedding"]).all()
     if n > 1:
         assert not torch.allclose(out["embedding"][0], out["embedding"][1])
+
+
+def test_gln_head_triplet_and_retrieval_on_part_features_compact_block_for_ce_only():
+    model = _build(**TINY).train()
+    x = _sils(4, 3, seed=5)
+    torch.manual_seed(1)
+    a = model(x)
+    torch.manual_seed(2)
+    b = model(x)
+    # Dropout (0.9) sits in the compact block, which only the CE sees: the embedding the triplet
+    # and retrieval use does not depend on it, the logits do.
+    torch.testing.assert_close(a["embedding"], b["embedding"])
+    assert not torch.allclose(a["logits"], b["logits"])
+    assert model.compact.dropout.p == 0.9
+    # GLN's compact block keeps its BatchNorm shifts at 0 (not trained).
+    assert not model.compact.bn_in.bias.requires_grad and not model.compact.bn_out.bias.requires_grad
+    (a["logits"].sum() + a["embedding"].sum()).backward()
+    assert model.compact.fc.weight.grad.abs().sum() > 0 and model.compact.bn_in.bias.grad is None
+    with torch.no_grad():
+        ev = model.eval()(x)["embedding"]
+    assert ev.shape == (4, 256, 16)
+    compact = _build(**TINY, head="compact").train()
+    torch.manual_seed(1)
+    c1 = compact(x)["embedding"]
+    torch.manual_seed(2)
+    assert not torch.allclose(c1, compact(x)["embedding"])  # compact head: dropout in the embedding
+    assert compact.compact.bn_in.bias.requires_grad
+
+
+def test_recipe_losses_follow_gln_and_cheap_profiles_halve_the_focal_strips():
+    loss = recipe("local3d", "paper").loss
+    assert (loss.ce_weight, loss.ce_scale, loss.label_smoothing) == (0.1, 16.0, 0.1)
+    assert recipe("local3d", "cpu").loss.ce_weight == 0.1
+    old = recipe("local3d", "paper", options={"head": "compact"}).loss  # the compact head's own
+    assert (old.ce_weight, old.ce_scale, old.label_smoothing) == (1.0, 1.0, 0.0)
+    opts, height = cheap_model_options("local3d", {})
+    assert height == 32 and opts["strips"] == 8 and tuple(opts["halving"]) == (0, 1, 2)
+    assert tuple(cheap_model_options("local3d", {"resolution": 128})[0]["halving"]) == (0, 1, 2)
+    model = _build(**{**opts, "channels": (2, 4, 4)})
+    halvings = [m.halving for m in model.stages.modules() if hasattr(m, "halving")]
+    assert halvings == [0, 0, 1, 1, 2, 2]  # block 3's 8-row map at 32x22: strips of 2 rows
+
+
+def test_localization_has_batchnorm_and_relu_after_the_input_and_every_conv():
+    layers = list(LocalPath("torso", 4, 8, "mixture").localization.convs)
+    convs = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.Conv3d)
+             or hasattr(m, "conv")]
+    assert isinstance(layers[0], torch.nn.BatchNorm3d) and isinstance(layers[1], torch.nn.ReLU)
+    assert len(convs) == 3
+    for i in convs:
+        assert isinstance(layers[i + 1], torch.nn.BatchNorm3d), i
+        assert isinstance(layers[i + 2], torch.nn.ReLU), i
 
 
 def test_packed_lengths_1_to_60_equal_one_by_one():
@@ -222,7 +334,7 @@ def test_packed_lengths_1_to_60_equal_one_by_one():
     packed = _sils(1, sum(lengths), seed=3)
     with torch.no_grad():
         together = model(packed, lengths=lengths)["embedding"]
-        assert together.shape == (60, 256, 1) and torch.isfinite(together).all()
+        assert together.shape == (60, 256, 16) and torch.isfinite(together).all()
         for i in (0, 1, 2, 6, 59):  # a few of them one by one
             start = sum(lengths[:i])
             alone = model(packed[:, start:start + lengths[i]])["embedding"]
@@ -249,6 +361,8 @@ VARIANTS = {  # every ablation row is a build call
     "t5c_arms": {"paths": ("head", "arm_l", "arm_r"), "feature_extraction": False},
     "t5e_no_fe": {"feature_extraction": False},
     "res128": {"resolution": 128},
+    "cpu_profile": {"resolution": 32, "strips": 8, "halving": (0, 1, 2)},
+    "head_compact": {"head": "compact"},
     "oumvlp": {"variant": "oumvlp"},
     "authors_code": {"authors_code": True},
 }
@@ -265,17 +379,22 @@ def test_every_variant_trains_a_step(name):
     out = model(x)
     if name == "authors_code":  # released code: triplet only, the 16 part features
         assert "logits" not in out and out["embedding"].shape == (4, 256, 16)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == ({"compact.bn_in.bias", "compact.bn_out.bias"}
+                      if model.head == "gln" and not opts.get("authors_code") else set())
     loss = _loss(out, labels)
     opt.zero_grad()
     loss.backward()
     for pname, p in model.named_parameters():
+        if pname in frozen:
+            continue
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
         if ".localization." in pname:  # localization parameters learn
             assert p.grad.abs().sum() > 0, pname
     before = [p.detach().clone() for p in model.parameters()]
     opt.step()
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)
-               if a.numel() > 1)
+               if a.numel() > 1 and b.requires_grad)
     n_local = sum(len(b.paths) for b in model.local.values())
     blocks = opts.get("blocks", (3,) if opts.get("authors_code") else (1, 2, 3))
     assert n_local == len(blocks) * len(opts.get("paths", PARTS))
@@ -293,9 +412,13 @@ def test_fig4_hooks_do_not_change_the_forward():
     for b, paths in info["volumes"].items():
         assert set(paths) == set(PARTS)
         c, h, w = sizes[b]
-        for rec in paths.values():
+        for name, rec in paths.items():
             assert rec["volume"].shape == (1, c, 3, h, w)
             assert 0 < rec["gamma"].item() < 1
+            # An untrained path sits at its prior, on the map, in every frame.
+            assert rec["on_map"].shape == (1, 3) and info["on_map"][b][name] == 1.0
+            torch.testing.assert_close(rec["centre_x"], torch.full((1, 3), PARTS[name][0] * w),
+                                       atol=0.05, rtol=0)
         weights = info["fusion_weights"][b]
         assert list(weights) == ["global", *PARTS] and all(v > 0 for v in weights.values())
     assert not any(blk.record for blk in model.local.values())
@@ -312,6 +435,10 @@ def test_options_are_validated():
         _build(resolution=96)
     with pytest.raises(ValueError, match="one block"):
         _build(authors_code=True, blocks=(1, 2, 3))
+    with pytest.raises(ValueError, match="head"):
+        _build(head="bnneck")
+    with pytest.raises(ValueError, match="halving"):
+        _build(halving=(0, 2))
     with pytest.raises(ValueError, match="64x44"):
         _build(**TINY).eval()(_sils(1, 3, h=128, w=88))
 
@@ -323,7 +450,8 @@ def test_options_are_validated():
 def full_counts():
     return {name: models.count_parameters(_build(**opts)) for name, opts in {
         "paper": {}, "authors": {"authors_code": True}, "none": {"blocks": ()},
-        "b3": {"blocks": (3,)}, "classes10": {"num_classes": 10}}.items()}
+        "b3": {"blocks": (3,)}, "classes10": {"num_classes": 10},
+        "compact": {"head": "compact"}}.items()}
 
 
 def test_authors_configuration_matches_their_4_26m(full_counts):
@@ -334,9 +462,58 @@ def test_parameter_counts_add_up(full_counts):
     c = full_counts
     assert c["paper"] - c["classes10"] == 256 * (74 - 10)  # only the classifier sees classes
     assert c["none"] < c["b3"] < c["paper"]
+    # GLN's compact block trains no BatchNorm shifts (16 x 256 inputs, 256 outputs).
+    assert c["compact"] - c["paper"] == 16 * 256 + 256
     # One local block at block 3 = six (localization + FE) paths + fusion; FE is one 3x3x3
     # conv 64 -> 64 and fusion 1x1x1 (128 + 6*64) -> 128.
     fe, fusion = 64 * 64 * 27, (128 + 6 * 64) * 128
     loc = (c["b3"] - c["none"] - fusion) / 6 - fe
-    assert loc == pytest.approx(2 * 128 + 128 * 64 + 2 * 64 + 2 * 64 * 64 * 27 + 2 * 64
+    # Localization: BN(128) on the input, conv 1x1x1 128 -> 64 + BN, two 3x3x3 convs 64 -> 64,
+    # each + BN (Sec. 3.2.1: BN after every conv), FC 64 x 2 x 2 -> 8.
+    assert loc == pytest.approx(2 * 128 + 128 * 64 + 2 * 64 + 2 * (64 * 64 * 27 + 2 * 64)
                                 + 64 * 4 * 8 + 8)
+
+
+# --------------------------------------------------------------------------- training keeps paths
+
+
+@pytest.mark.slow  # ~20 s of CPU: 200 steps of a three-block model with 18 paths
+def test_paths_stay_on_the_map_with_volume_and_gradient_through_200_adam_steps():
+    """Issue 12: with the literal smoothing and eq. 4's reach, paths drifted off the map within
+    60 steps at lr 1e-3, where they sampled zeros and got no gradient back.  A tiny model at the
+    cpu profile's shape (32 x 22 input, halved strips and focal strips), the recipe's losses.
+    (The previous code, head and recipe loss, ended these 200 steps with 3 of 18 paths off.)"""
+    model = _build(channels=(2, 4, 4), num_classes=2, resolution=32, strips=8,
+                   halving=(0, 1, 2)).train()
+    x = _sils(4, 4, seed=11, h=32, w=22)
+    labels = torch.tensor([0, 0, 1, 1])
+    loss_cfg = recipe("local3d", "cpu").loss
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)  # one kernel per op: faster
+
+    def step() -> torch.Tensor:
+        out = model(x)
+        loss = batch_all_triplet(out["embedding"], labels, margin=0.2).loss
+        loss = loss + loss_cfg.ce_weight * part_cross_entropy(
+            out["logits"], labels, loss_cfg.label_smoothing, loss_cfg.ce_scale)
+        opt.zero_grad()
+        loss.backward()
+        return loss
+
+    first = step().item()
+    moved = {}
+    for _ in range(199):
+        opt.step()
+        last = step().item()
+    assert last < first  # it trained
+    for b, block in model.local.items():  # every path still passes a gradient to its offsets
+        for name, path in block.paths.items():
+            g = path.localization.fc.weight.grad
+            assert g[:2].abs().sum() > 0 and g[2:].abs().sum() > 0, (b, name)
+    info = model.inspect(x)
+    for b, records in info["volumes"].items():
+        for name, rec in records.items():
+            assert info["on_map"][b][name] == 1.0, (b, name, rec["centre_x"], rec["centre_y"])
+            assert rec["volume"].abs().amax(dim=(1, 2, 3, 4)).min() > 0, (b, name)
+            prior_x = PARTS[name][0] * rec["volume"].shape[-1]
+            moved[b, name] = (rec["centre_x"] - prior_x).abs().max().item()
+    assert max(moved.values()) > 0.05  # the paths did move (the bound is not a freeze)

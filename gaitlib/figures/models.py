@@ -116,7 +116,9 @@ def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, sils=No
     with local paths. When the input silhouettes are at hand (``sils``, the tensor given to
     ``inspect``, or an ``'sils'`` entry in the dict), a first column shows input frame
     ``frame`` (default: the middle one) with each path's sampling grid drawn: its extent as a
-    box and its centre as a dot, mapped from the block's map to the input frame.
+    box and its centre as a dot, mapped from the block's map to the input frame.  The title
+    counts the paths whose centre stays on the map in every frame (when the records hold
+    ``on_map``).
     """
     volumes = inspection["volumes"]
     key = _block_key(volumes, block)
@@ -186,7 +188,11 @@ def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, sils=No
         ax.set_yticks([])
         ax.set_title(f"input frame {t0}: sampling grids", fontsize=8)
         ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
-    grid.suptitle(f"block {key}: sampled local volumes (channel mean), sample {sample}", fontsize=10)
+    title = f"block {key}: sampled local volumes (channel mean), sample {sample}"
+    if all("on_map" in records[p] for p in paths):  # centres per frame (Local3DCNN.inspect)
+        on = sum(bool(numpy_array(records[p]["on_map"])[sample].all()) for p in paths)
+        title += f"; {on}/{len(paths)} paths on the map in every frame"
+    grid.suptitle(title, fontsize=10)
     return grid
 
 

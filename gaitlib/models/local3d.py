@@ -6,13 +6,21 @@ convs 32/32, 64/64, 128/128, 5x5 first kernel, 4 and 8 strips in blocks 2-3, Lea
 max-pool between blocks), a 3D local block after each block (the block's two convs are its
 global path, the block input is what the local paths sample), then GaitPart's spatial pooling
 (HP, 16 strips) and temporal pooling (MCM), GLN's linear modules (separate FC per strip to 256)
-and GLN's compact block (BN, ReLU, dropout, FC to 256, BN) with a linear classifier.  Training:
-triplet on the compact embedding + cross-entropy (Sec. 4.2: "the same compact block and the
-cross-entropy loss" as GLN).  OU-MVLP doubles every width (Sec. 4.2).
+and GLN's compact block (BN, ReLU, dropout, FC to 256, BN) with a linear classifier.  OU-MVLP
+doubles every width (Sec. 4.2).
 
-Output: ``{"embedding": (n, 256, 1)}`` plus ``"logits"`` ``(n, classes, 1)`` in training;
-``inspect(sils)`` returns the Fig. 4 material (sampled volumes per path and block, mean fusion
-weights per branch) without changing the forward computation.
+The head (``head='gln'``, the default).  Sec. 4.2: "To make a fair comparison with GLN [11], we
+adopt the same compact block and the cross-entropy loss.  The details can be found in [11]."  GLN's
+reference implementation (OpenGait's GLN, its CASIA-B config) uses them so: the triplet loss is
+on the part features (the output of the linear modules, ``(n, 256, 16)``), the compact block
+(BatchNorm with frozen bias, dropout 0.9, ReLU, bias-free FC to 256, BatchNorm with frozen bias)
+and a bias-free classifier feed only the cross-entropy (weight 0.1, logits scaled by 16, label
+smoothing 0.1: the recipe's loss), and retrieval uses the part features.  So the model outputs
+``{"embedding": (n, 256, 16)}`` (triplet and retrieval) plus ``"logits"`` ``(n, classes, 1)``
+in training.  ``head='compact'`` is this module's earlier reading: triplet and retrieval on the
+compact block's output ``(n, 256, 1)`` (BN biases learnt), CE on the same branch (its recipe:
+weight 1, scale 1).  ``inspect(sils)`` returns the Fig. 4 material (sampled volumes and centres
+per path and block, mean fusion weights per branch) without changing the forward computation.
 
 Choices the paper leaves open, and why:
 
@@ -20,15 +28,19 @@ Choices the paper leaves open, and why:
   path in each of the three blocks is the same as GaitPart"); the only 3D convs are in the local
   paths and the localization nets.  The released code uses plain (GaitSet-style) 2D convs;
   ``authors_code=True`` builds that.  Focal and plain convs have the same parameter count.
-* The compact block's dropout is 0.9 (the authors' ``CompactBlock``; GLN's paper gives none we
-  could check here); its FC has no bias since a BatchNorm follows.  When a training batch holds
+* The compact block's dropout is 0.9 (the authors' ``CompactBlock`` and GLN's reference config);
+  its FC has no bias since a BatchNorm follows.  When a training batch holds
   one sequence the compact block's BatchNorms use their running statistics, so any batch size
   runs (batch statistics of one sample are undefined).
+* Focal convs cut blocks 2 and 3 into 4 and 8 strips (``halving=(0, 2, 3)``, 2**h strips).  The
+  cheap profiles halve the resolution and the pooling strips, and pass ``halving=(0, 1, 2)`` so
+  each focal strip still covers the same body rows (not 1-row strips in block 3).
 * 128x88 input (``resolution=128``) uses the same network; every map is twice as large and the
   part priors are fractions of the map, so they carry over.
 * ``authors_code=True`` is the released configuration (4.26M parameters): one local block after
   the last block only, plain 2D convs, feature extraction of two 3x3x3 convs, triplet loss only
-  (no compact block, no classifier; the embedding is the 16 x 256 part features).  It differs
+  (no compact block, no classifier; the embedding is the 16 x 256 part features, as in the
+  default head).  It differs
   from the paper in three places: one block not three, two FE convs not one, no compact block.
 
 Packed batches (``lengths``) run sequence by sequence: temporal convs and sampling must not mix
@@ -53,25 +65,31 @@ from .blocks import (
     prepare_input,
 )
 from .gaitpart import FocalConv2d, TemporalFeatureAggregator
-from .local_block import PARTS, SAMPLERS, LocalBlock3D
+from .local_block import PARTS, SAMPLERS, LocalBlock3D, path_centres
 
 VARIANTS: dict[str, dict] = {
     "casia-b": {"channels": (32, 64, 128), "num_classes": 74},
     "oumvlp": {"channels": (64, 128, 256), "num_classes": 5153},
 }
 HALVING = (0, 2, 3)  # GaitPart's focal strips per block (1, 4, 8)
+HEADS = ("gln", "compact")
 PART_DIM, COMPACT_DIM = 256, 256
 
 
 class CompactBlock(nn.Module):
-    """GLN's compact block: ``(n, d_in) -> (n, d_out)`` by BN, ReLU, dropout, FC, BN."""
+    """GLN's compact block: ``(n, d_in) -> (n, d_out)`` by BN, ReLU, dropout, FC, BN.
+    ``frozen_bias``: the BatchNorms' shifts stay 0 (GLN's reference)."""
 
-    def __init__(self, in_features: int, out_features: int, dropout: float = 0.9):
+    def __init__(self, in_features: int, out_features: int, dropout: float = 0.9,
+                 frozen_bias: bool = False):
         super().__init__()
         self.bn_in = nn.BatchNorm1d(in_features)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_features, out_features, bias=False)
         self.bn_out = nn.BatchNorm1d(out_features)
+        if frozen_bias:
+            self.bn_in.bias.requires_grad_(False)
+            self.bn_out.bias.requires_grad_(False)
 
     @staticmethod
     def _bn(bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
@@ -93,9 +111,12 @@ class Local3DCNN(nn.Module):
     * ``paths``: subset of head, torso, arm_l, arm_r, leg_l, leg_r (Table 5);
     * ``feature_extraction``: FE conv in each local path (Table 5 f); without it the sampled
       volume itself is fused;
+    * ``head``: ``'gln'`` (GLN's reference: triplet and retrieval on the part features, the
+      compact block for the CE only) or ``'compact'`` (all on the compact block's output);
     * ``resolution``: 64 (64x44) or 128 (128x88) input (32: 32x22, the cpu profile's half
       resolution); ``variant``: widths and classes; ``channels``, ``strips`` override the
-      variant's widths and the 16 horizontal strips (the cpu profile halves both).
+      variant's widths and the 16 horizontal strips, ``halving`` the focal convs' strips per
+      block (2**h; the cpu profile halves all three).
 
     Empty ``blocks`` or ``paths`` is the backbone without local blocks (row a of Tables 3, 5).
     """
@@ -104,7 +125,8 @@ class Local3DCNN(nn.Module):
                  blocks: Sequence[int] | None = None, sampler: str = "mixture",
                  paths: Sequence[str] | None = None, feature_extraction: bool = True,
                  resolution: int = 64, authors_code: bool = False,
-                 channels: Sequence[int] | None = None, dropout: float = 0.9, strips: int = 16):
+                 channels: Sequence[int] | None = None, dropout: float = 0.9, strips: int = 16,
+                 head: str = "gln", halving: Sequence[int] | None = None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
@@ -113,6 +135,8 @@ class Local3DCNN(nn.Module):
         if resolution not in (32, 64, 128):
             raise ValueError(f"resolution must be 64 (64x44), 128 (128x88) or 32 (32x22, the cpu "
                              f"profile), got {resolution}")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
         cfg = VARIANTS[variant]
         ch = tuple(channels) if channels is not None else cfg["channels"]
         if len(ch) != 3:
@@ -126,10 +150,14 @@ class Local3DCNN(nn.Module):
         unknown = sorted(set(paths) - set(PARTS))
         if unknown:
             raise ValueError(f"unknown path(s) {unknown}; valid: {', '.join(PARTS)}")
-        self.resolution, self.authors_code = resolution, authors_code
+        if halving is None:
+            halving = (0, 0, 0) if authors_code else HALVING
+        halving = tuple(int(h) for h in halving)
+        if len(halving) != 3 or min(halving) < 0:
+            raise ValueError(f"halving needs three non-negative values, got {halving}")
+        self.resolution, self.authors_code, self.head = resolution, authors_code, head
         self.blocks = tuple(sorted(set(blocks))) if paths else ()
         self.paths = paths
-        halving = (0, 0, 0) if authors_code else HALVING
 
         stages, c_in = [], 1
         for b, (c, h) in enumerate(zip(ch, halving, strict=True)):
@@ -152,7 +180,8 @@ class Local3DCNN(nn.Module):
             self.compact, self.classifier = None, None
         else:
             num_classes = cfg["num_classes"] if num_classes is None else num_classes
-            self.compact = CompactBlock(strips * PART_DIM, COMPACT_DIM, dropout)
+            self.compact = CompactBlock(strips * PART_DIM, COMPACT_DIM, dropout,
+                                        frozen_bias=head == "gln")
             self.classifier = SeparateFCs(1, COMPACT_DIM, num_classes)
         init_weights(self)
         for block in self.local.values():
@@ -176,6 +205,11 @@ class Local3DCNN(nn.Module):
         feat = self.fc(per_sequence(self._trunk, x, lens, dim=2))  # (n, 256, 16)
         if self.compact is None:
             return {"embedding": feat}
+        if self.head == "gln":  # compact block for the CE only; triplet and retrieval on parts
+            out = {"embedding": feat}
+            if self.training:
+                out["logits"] = self.classifier(self.compact(feat.flatten(1)).unsqueeze(-1))
+            return out
         emb = self.compact(feat.flatten(1)).unsqueeze(-1)  # (n, 256, 1)
         out = {"embedding": emb}
         if self.training:
@@ -187,8 +221,10 @@ class Local3DCNN(nn.Module):
         """Fig. 4 material for one unpacked batch ``(n, T, h, w)``, in eval mode.
 
         Returns ``{"volumes": {block: {path: {"volume": (n, C, T, H, W), "mu_x", "mu_y",
-        "mu_t", "sigma2", "gamma"}}}, "fusion_weights": {block: {branch: mean |w|}},
-        "embedding": ...}``.  Recording only copies tensors; the forward is the usual one.
+        "mu_t", "sigma2", "gamma", "centre_x", "centre_y", "on_map"}}}, "fusion_weights":
+        {block: {branch: mean |w|}}, "on_map": {block: {path: fraction of (sequence, frame)
+        centres on the map}}, "embedding": ...}`` (centres per sequence and frame, see
+        ``path_centres``).  Recording only copies tensors; the forward is the usual one.
         """
         was_training = self.training
         self.eval()
@@ -197,9 +233,16 @@ class Local3DCNN(nn.Module):
         try:
             emb = self(sils)["embedding"]
             volumes = {b: dict(block.recorded) for b, block in self.local.items()}
+            on_map: dict[str, dict[str, float]] = {}
+            for b, records in volumes.items():
+                on_map[b] = {}
+                for name, rec in records.items():
+                    c = path_centres(rec["mu_x"], rec["mu_y"], rec["volume"].shape[-2:])
+                    rec.update(centre_x=c["x"], centre_y=c["y"], on_map=c["on_map"])
+                    on_map[b][name] = c["on_map"].float().mean().item()
         finally:
             for block in self.local.values():
                 block.record, block.recorded = False, {}
             self.train(was_training)
-        return {"volumes": volumes, "embedding": emb,
+        return {"volumes": volumes, "embedding": emb, "on_map": on_map,
                 "fusion_weights": {b: blk.fusion_weights() for b, blk in self.local.items()}}

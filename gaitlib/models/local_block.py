@@ -29,21 +29,45 @@ Choices the paper leaves open (its supplementary tables are not available), with
 * ``dx, dy`` are per frame (Sec. 3.2.1 "in each frame"); ``dt`` and the strides, variance and
   confidence are per sequence: the temporal mean of per-frame outputs, which works for any
   length.  The localization net keeps the time axis (max-pools only in space) for that reason.
-* Centre smoothing (Sec. 4.2): ``c^t <- c^t + (d^{t-1} + d^{t-2}) / 2``, taken literally; with
-  eq. 4 this puts ``(d^t + d^{t-1} + d^{t-2}) W / 2`` on the centre.  The first frames repeat
-  frame 0's offset (replicate padding) so every frame sees three terms.
+* Centres stay on the map (eqs. 3-6).  Eq. 3 squashes the offsets to ``(-1, 1)`` "to ensure
+  the grid center is within the sampling input", but eq. 4's ``c W + dx W / 2`` keeps that
+  promise only for a central prior (``c = 1/2``): ``c_y = 0.8`` reaches ``1.3 H``, ``c_y = 1/16``
+  reaches ``-0.44 H``.  We keep eq. 4's form and gain (``dx W / 2`` for ``c = 1/2``) and shrink
+  the offset's reach to the prior's distance from the nearer border:
+  ``centre = (c + r dx) W`` with ``r = min(1/2, c, 1 - c)``, so ``|dx| < 1`` keeps the centre in
+  ``(0, W)`` for every prior, smoothly (no clamp that would cut the gradient).  Each path moves
+  around its own part (the head within the top ``H / 8``, a leg within the lower 40 %).  We do
+  not also keep ``centre +- half the extent`` inside: the priors already touch the borders (the
+  head box starts at row 0, the legs end at 0.99 H), so that bound would freeze them; rows of the
+  grid past the border read the border instead (next items).
+* Centre smoothing (Sec. 4.2): the paper writes ``c^t <- c^t + (dx^{t-1} + dx^{t-2}) / 2`` and
+  then adds eq. 4's ``dx^t / 2``, i.e. ``(dx^t + dx^{t-1} + dx^{t-2}) / 2`` on the centre: the
+  literal sum triples eq. 4's reach (a unit offset moves a centre 1.5 W) and breaks eq. 3's
+  bound.  We read it as the smoothing it is said to be ("to make sure the spatial centers of
+  adjacent frames are consistent"): the three terms keep their equal weights, rescaled to eq.
+  4's gain, so each frame uses the mean offset ``(dx^t + dx^{t-1} + dx^{t-2}) / 3``.  A mean of
+  offsets in ``(-1, 1)`` stays in ``(-1, 1)``, so the centre bound above holds after smoothing.
+  The first frames repeat frame 0's offset (replicate padding) so every frame averages three.
+* Filter rows at the borders: eqs. 7-8 normalise each row over the map (``Z_X, Z_Y``).  Computed
+  as ``exp(.) / sum exp(.)`` a row whose mean lies a few pixels off the map underflows to 0, so
+  it samples zeros and passes no gradient (a path that drifted off could not come back).  We
+  compute the same normalised row as a softmax over the map's pixels, which is exact on the map
+  and, past the border, concentrates on the border pixel: every row sums to 1, always.  The
+  linear filters (eq. 9) clamp positions to the map in space as in time, so every sampler reads
+  the border past it (replicate padding) rather than zeros.
 * Linear interpolation (eq. 9) uses ``ceil = floor + 1`` (eq. 9 as printed gives weight 0 at
-  integer positions); in time positions are clamped to the sequence (border), in space samples
-  outside the map read zeros (silhouette background).  Spatial sampling is done frame by frame
+  integer positions).  Spatial sampling is done frame by frame
   with that frame's centre, then the frames are interpolated: the operators are linear and
   separable, so this is eq. 10's ``gamma G_X G_Y T_T I`` with per-frame ``G_X, G_Y``.
 * ``sampler='gaussian'`` uses Gaussian filters on all three axes (same ``sigma^2``, in frames),
   ``'trilinear'`` linear interpolation on all three, ``'mixture'`` Gaussian in space and linear
   in time (eq. 10; the paper's default).
-* Localization layers (BN+ReLU on the input, then conv/BN/ReLU/max-pool, FC) follow the authors'
-  ``Localization3D`` widths (hidden = C/2) without its temporal pooling and its BN after the FC
-  (which would start every path at a random offset); the FC starts near zero (std 1e-3) so
-  paths start at their priors and still pass gradients.
+* Localization layers follow Sec. 3.2.1 ("Batch Normalization and ReLU non-linearity are adopted
+  after input and each convolutional layer"): BN+ReLU on the input, max-pool, three convs each
+  followed by BN+ReLU (a max-pool after the second), a spatial max-pool to 2 x 2 and the FC.
+  Widths follow the authors' ``Localization3D`` (hidden = C/2), without its temporal pooling
+  and its BN after the FC (which would start every path at a random offset); the FC starts
+  near zero (std 1e-3) so paths start at their priors and still pass gradients.
 """
 
 from __future__ import annotations
@@ -86,21 +110,23 @@ def grid_positions(centre: Tensor, stride: Tensor, count: int) -> Tensor:
     return centre.unsqueeze(-1) + (i - count / 2 - 0.5) * stride.unsqueeze(-1)
 
 
-def gaussian_filterbank(mu: Tensor, sigma2: Tensor, size: int, eps: float = 1e-8) -> Tensor:
+def gaussian_filterbank(mu: Tensor, sigma2: Tensor, size: int) -> Tensor:
     """Eqs. 7-8: ``F[i, p] = exp(-(mu_i - p - 0.5)^2 / 2 sigma^2) / Z``, rows summing to 1.
 
+    Computed as a softmax over ``p``: the same row wherever ``Z`` is representable, and a row
+    on the border pixel (not an all-zero row) when ``mu_i`` lies far past the border.
     ``mu`` ``(n, ..., count)``, ``sigma2`` broadcastable to ``(n, ..., 1)``;
     returns ``(n, ..., count, size)``.
     """
     p = torch.arange(size, dtype=mu.dtype, device=mu.device) + 0.5
-    f = torch.exp(-(mu.unsqueeze(-1) - p) ** 2 / (2 * sigma2.unsqueeze(-1)))
-    return f / f.sum(-1, keepdim=True).clamp(min=eps)
+    return torch.softmax(-(mu.unsqueeze(-1) - p) ** 2 / (2 * sigma2.unsqueeze(-1)), dim=-1)
 
 
 def linear_filterbank(mu: Tensor, size: int, border: bool) -> Tensor:
     """Eq. 9: weights ``ceil(u) - u`` at ``floor(u)`` and ``u - floor(u)`` at ``floor(u) + 1``,
-    with ``u = mu - 0.5`` the position in index units.  ``border`` clamps ``u`` to the input
-    (time); otherwise positions outside read zeros (space).  Returns ``(..., count, size)``.
+    with ``u = mu - 0.5`` the position in index units.  ``border`` clamps ``u`` to the input, so
+    positions past it read the border (what the samplers use, in space and time); without it they
+    read zeros.  Returns ``(..., count, size)``.
     """
     u = mu - 0.5
     if border:
@@ -110,6 +136,20 @@ def linear_filterbank(mu: Tensor, size: int, border: bool) -> Tensor:
     idx = torch.arange(size, dtype=mu.dtype, device=mu.device)
     r0 = r0.unsqueeze(-1)
     return (1 - frac) * (idx == r0).to(mu.dtype) + frac * (idx == r0 + 1).to(mu.dtype)
+
+
+def offset_reach(centre: Tensor) -> Tensor:
+    """How far (as a fraction of the map) a unit offset moves a path whose prior centre is
+    ``centre``: eq. 4's ``1/2``, shrunk to the distance to the nearer border, so that
+    ``centre + reach * d`` stays in the map for every ``|d| < 1`` (eq. 3's aim)."""
+    return torch.minimum(torch.minimum(centre, 1 - centre), torch.full_like(centre, 0.5))
+
+
+def smooth_offsets(d: Tensor) -> Tensor:
+    """Sec. 4.2's centre smoothing as a causal mean: frame ``t`` of ``d`` ``(..., T, k)`` becomes
+    ``(d^t + d^{t-1} + d^{t-2}) / 3``, the first frames repeating frame 0."""
+    pad = torch.cat([d[..., :1, :], d[..., :1, :], d], dim=-2)
+    return (pad[..., 2:, :] + pad[..., 1:-1, :] + pad[..., :-2, :]) / 3
 
 
 def locate(raw: Tensor, prior: Tensor, size: Sequence[int]) -> dict[str, Tensor]:
@@ -129,16 +169,32 @@ def locate(raw: Tensor, prior: Tensor, size: Sequence[int]) -> dict[str, Tensor]
     st = PRIOR_ST * torch.exp(seq[..., 3])
     sigma2 = PRIOR_SIGMA**2 * torch.exp(seq[..., 4])  # log variance
     gamma = torch.sigmoid(seq[..., 5])  # confidence in (0, 1)
-    # Smoothing over the previous two frames (Sec. 4.2), replicate padding at the start.
-    pad = torch.cat([dxy[..., :1, :], dxy[..., :1, :], dxy], dim=-2)
-    dxy = pad[..., 2:, :] + pad[..., 1:-1, :] + pad[..., :-2, :]  # d^t + d^{t-1} + d^{t-2}
-    centre_x = cx.unsqueeze(-1) * w + dxy[..., 0] / 2 * w  # eq. 4 with the smoothed prior centre
-    centre_y = cy.unsqueeze(-1) * h + dxy[..., 1] / 2 * h  # eq. 5
-    centre_t = PRIOR_CT * t + dt / 2 * t  # eq. 6
+    dxy = smooth_offsets(dxy)  # Sec. 4.2: the mean of this and the previous two frames' offsets
+    # Eqs. 4-5 with each offset's reach bounded by its prior's distance to the border (module
+    # notes): the centre stays in the map whatever the network emits.
+    centre_x = (cx.unsqueeze(-1) + offset_reach(cx).unsqueeze(-1) * dxy[..., 0]) * w  # eq. 4
+    centre_y = (cy.unsqueeze(-1) + offset_reach(cy).unsqueeze(-1) * dxy[..., 1]) * h  # eq. 5
+    centre_t = (PRIOR_CT + 0.5 * dt) * t  # eq. 6 (central prior: eq. 6's reach of 1/2)
     return {"mu_x": grid_positions(centre_x, sx.unsqueeze(-1), w),
             "mu_y": grid_positions(centre_y, sy.unsqueeze(-1), h),
             "mu_t": grid_positions(centre_t, st, t),
             "sigma2": sigma2, "gamma": gamma}
+
+
+def path_centres(mu_x: Tensor, mu_y: Tensor, size: Sequence[int],
+                 tol: float = 1e-3) -> dict[str, Tensor]:
+    """Each path's sampling centre per frame and whether it lies on the map.
+
+    ``mu_x`` ``(..., M)`` and ``mu_y`` ``(..., N)`` are grid positions (``locate``'s output or an
+    ``inspect`` record), ``size = (H, W)`` the sampled map.  The grid is symmetric about its
+    centre (eqs. 4-5), so the centre is the mean position.  Returns ``x``, ``y`` and ``on_map``
+    (``0 <= x <= W`` and ``0 <= y <= H``, give or take ``tol`` px of rounding: a saturated offset
+    puts a centre exactly on the border), each ``(...)``.
+    """
+    h, w = size
+    x, y = mu_x.mean(-1), mu_y.mean(-1)
+    on_map = (x >= -tol) & (x <= w + tol) & (y >= -tol) & (y <= h + tol)
+    return {"x": x, "y": y, "on_map": on_map}
 
 
 def sample_volumes(x: Tensor, mu_x: Tensor, mu_y: Tensor, mu_t: Tensor, sigma2: Tensor,
@@ -154,8 +210,8 @@ def sample_volumes(x: Tensor, mu_x: Tensor, mu_y: Tensor, mu_t: Tensor, sigma2: 
     _, _, t, h, w = x.shape
     s2 = sigma2.unsqueeze(-1).unsqueeze(-1)
     if sampler == "trilinear":
-        gx = linear_filterbank(mu_x, w, border=False)
-        gy = linear_filterbank(mu_y, h, border=False)
+        gx = linear_filterbank(mu_x, w, border=True)
+        gy = linear_filterbank(mu_y, h, border=True)
     else:
         gx = gaussian_filterbank(mu_x, s2, w)  # eq. 7, (n, P, T, M, W)
         gy = gaussian_filterbank(mu_y, s2, h)  # eq. 8, (n, P, T, N, H)
@@ -197,7 +253,7 @@ class Localization(nn.Module):
             nn.BatchNorm3d(channels), nn.ReLU(inplace=True), pool,
             BasicConv3d(channels, hid, 1, padding=0), nn.BatchNorm3d(hid), nn.ReLU(inplace=True),
             BasicConv3d(hid, hid, 3), nn.BatchNorm3d(hid), nn.ReLU(inplace=True), pool,
-            BasicConv3d(hid, hid, 3), nn.ReLU(inplace=True),
+            BasicConv3d(hid, hid, 3), nn.BatchNorm3d(hid), nn.ReLU(inplace=True),
             nn.AdaptiveMaxPool3d((None, 2, 2)))
         self.fc = nn.Linear(hid * 4, NUM_PARAMS)
 
@@ -317,8 +373,9 @@ def localize_paths(g: Tensor, locs: Sequence[Localization]) -> Tensor:
     z = torch.relu(pooled * a + b).flatten(1, 2)  # (n, P * C, T, H', W')
     z = torch.relu(_batch_norm(_grouped_conv(z, [s[3] for s in layers]), [s[4] for s in layers]))
     z = torch.relu(_batch_norm(_grouped_conv(z, [s[6] for s in layers]), [s[7] for s in layers]))
-    z = torch.relu(_grouped_conv(pool(z), [s[10] for s in layers]))
-    z = layers[0][12](z)  # (n, P * hid, T, 2, 2)
+    z = torch.relu(_batch_norm(_grouped_conv(pool(z), [s[10] for s in layers]),
+                               [s[11] for s in layers]))
+    z = layers[0][13](z)  # (n, P * hid, T, 2, 2)
     z = z.reshape(n, p, -1, t, 4).transpose(2, 3).flatten(3)  # (n, P, T, hid * 4)
     w = torch.stack([loc.fc.weight for loc in locs])  # (P, 8, hid * 4)
     bias = torch.stack([loc.fc.bias for loc in locs])
@@ -392,4 +449,4 @@ class LocalBlock3D(nn.Module):
 
 __all__ = ["PARTS", "SAMPLERS", "LocalBlock3D", "LocalPath", "Localization", "extract_features",
            "gaussian_filterbank", "grid_positions", "linear_filterbank", "localize_paths", "locate",
-           "sample_volume", "sample_volumes"]
+           "offset_reach", "path_centres", "sample_volume", "sample_volumes", "smooth_offsets"]

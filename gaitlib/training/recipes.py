@@ -209,6 +209,11 @@ def cheap_model_options(model: str, options: dict | None = None) -> tuple[dict, 
     if strips is not None:
         value = _variant_default(model, opts, strips)
         opts[strips] = _halve(value) if isinstance(value, (tuple, list)) else max(1, int(value) // 2)
+    if model == "local3d":  # focal convs: half as many strips too (2**h strips per block)
+        from gaitlib.models.local3d import HALVING
+
+        halving = opts.get("halving") or ((0, 0, 0) if opts.get("authors_code") else HALVING)
+        opts["halving"] = tuple(max(0, int(h) - 1) for h in halving)
     return opts, height
 
 
@@ -279,6 +284,8 @@ def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
             raise ValueError(f"unknown option(s) {unknown} for {model!r}; valid: "
                              f"{', '.join(model_options(model))}")
         config.model.options = {**config.model.options, **options}
+    if model == "local3d" and config.model.options.get("head") == "compact":
+        config.loss = replace(config.loss, ce_weight=1.0, ce_scale=1.0, label_smoothing=0.0)
     if model == "cstl" and config.model.options.get("ssfl") is False:
         config.loss.ce_weight = 0.0  # the CE of eq. 11 is SSFL's; without SSFL, triplet only
     if profile == "paper":
