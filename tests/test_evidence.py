@@ -16,7 +16,6 @@ from gaitlib.report.artifacts import ARTIFACT_IDS
 from gaitlib.report.inspection import (
     PaddingCheck,
     fusion_markdown,
-    paths_on_map_markdown,
     ssfl_padding_check,
     temporal_padding,
 )
@@ -155,7 +154,5 @@ def test_padding_verdicts():
 
 
 def test_figure_texts_degrade_gracefully():
-    assert "not measured in this version" in paths_on_map_markdown(None)
-    assert "1 of 2 paths" in paths_on_map_markdown({"1": {"head": 0.9, "leg_l": 0.2}})
     text = fusion_markdown({"1": {"global": 0.4, "head": 0.1}})
     assert "smallest head at 25% of the largest" in text

@@ -3,8 +3,8 @@
 - :func:`ssfl_padding_check` (CSTL Fig. 7): SSFL's picks with the trained model as it is (zero
   padding at the clip ends in MSTE's short-term temporal convs) against the same weights with
   replicate padding, to tell whether the ends of the clip attract the picks because of the padding.
-- :func:`local_paths_on_map` (3D Local Fig. 4): the fraction of each path's sampled volume that
-  lies on the feature map, when the model offers the measurement.
+- :func:`fusion_markdown` (3D Local Fig. 4): how the fusion weights compare across branches (the
+  paths' on-map fractions come from the model itself: ``LocalCNN3D.inspect``).
 """
 
 from __future__ import annotations
@@ -107,44 +107,6 @@ def ssfl_padding_check(model, clips) -> PaddingCheck:
         with temporal_padding(model, "replicate") as reach:
             replicate = model(batch)["ssfl_index"].cpu().numpy()
     return PaddingCheck(lengths.pop(), reach, trained, replicate)
-
-
-def local_paths_on_map(model, sils) -> dict | None:
-    """Per local block and path, the fraction of the sampled volume that lies on the feature map,
-    from the model's own measurement (``gaitlib.models.local_block.fraction_on_map``) when this
-    version of gaitlib has it; None otherwise."""
-    from gaitlib.models import local_block
-
-    measure = getattr(local_block, "fraction_on_map", None)
-    if measure is None:
-        return None
-    return measure(model, sils)
-
-
-def paths_on_map_markdown(fractions: dict | None) -> str:
-    """A sentence on how much of the sampled volumes lies on the map (all-black volumes are paths
-    sampled off the map)."""
-    if fractions is None:
-        return ("*The fraction of each path's sampled volume that lies on the feature map is not "
-                "measured in this version of gaitlib*: a volume drawn all black is a path that "
-                "sampled outside the map (see the reproduction notes on 3D Local's sampling).")
-    values = _flatten(fractions)
-    if not values:
-        return "No local path was sampled."
-    lines = [f"Fraction of each path's sampled volume on the feature map: median "
-             f"{np.median(values):.0%}, lowest {min(values):.0%}; "
-             f"{sum(v < 0.5 for v in values)} of {len(values)} paths sample mostly off the map "
-             "(drawn black below)."]
-    return " ".join(lines)
-
-
-def _flatten(value) -> list[float]:
-    if isinstance(value, dict):
-        return [v for item in value.values() for v in _flatten(item)]
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    arr = np.asarray(value, dtype=float).ravel()
-    return [float(v) for v in arr]
 
 
 def separation(features, subjects) -> float:
