@@ -37,6 +37,11 @@ def imported_config(conversion: Conversion, store: str = "") -> TrainConfig:
     config = recipe(conversion.model, "paper")
     config.model.options = dict(conversion.options)
     config.data.store = store
+    if store:
+        from gaitlib.data.store import Store
+
+        if Store(store).dataset.startswith("synthetic"):
+            config.data.split = ""  # the recipe's split names real subjects; a synthetic store has its own
     # Reference weights are fp32; extract test features in fp32 too.
     for key, value in (("amp", "false"), ("precision", "fp32")):
         if key in flat_keys():
