@@ -57,7 +57,7 @@ def store(tmp_path_factory):
 
 
 def tiny_config(store, *extra: str, model: str = "gaitset"):
-    config = recipe(model, "smoke")
+    config = recipe(model, "smoke", "synthetic")
     config.data.store = str(store.path)
     opts = TINY if model == "gaitset" else ["model.options.channels=[2,4,4]", *TINY[3:]]
     return apply_overrides(config, [*opts, *extra])
