@@ -68,7 +68,11 @@ _CHEAP = {
     # Testing is the bigger cost on a CPU: the first 10 test subjects, 15 frames a sequence.
     "cpu": dict(p=4, k=4, frames=8, window_extra=4, iterations=60, milestone=45,
                 eval=EvalConfig(bootstrap=1000, sequences_per_batch=32, max_frames=10, max_subjects=10),
-                checkpoint_every=50, log_every=10, workers=1),
+                checkpoint_every=50, log_every=10, workers=1,
+                # The fastest setting per model on the 2-core AVX2 CPU (bench/train.py): channels-
+                # last convolutions where they were faster (1.1-1.8x); fp32 throughout, since bf16
+                # without AVX512-BF16 hardware ran 5-10x slower than fp32.
+                channels_last=("gaitset", "gaitpart", "gaitgl", "local3d", "cstl")),
 }
 
 
@@ -133,7 +137,8 @@ def _scaled(config: TrainConfig, profile: str) -> TrainConfig:
         schedule=ScheduleConfig(iterations=c["iterations"], milestones=[c["milestone"]], gamma=0.1),
         optimizer=replace(config.optimizer, lr=1e-3),
         eval=replace(c["eval"]),  # a copy: callers may edit the returned config
-        checkpoint_every=c["checkpoint_every"], log_every=c["log_every"], workers=c["workers"])
+        checkpoint_every=c["checkpoint_every"], log_every=c["log_every"], workers=c["workers"],
+        channels_last=config.model.name in c.get("channels_last", ()))
 
 
 def _oumvlp(model: str, p: int, k: int, iterations: int, milestones: list[int], **kw) -> TrainConfig:
