@@ -52,6 +52,14 @@ def test_old_config_with_amp_loads_as_what_it_computed():
         from_dict({**TrainConfig().to_dict(), "amp": True})
 
 
+def test_fp16_with_a_gradient_scaler_trains_on_the_cpu(store, tmp_path):
+    config = tiny(store, model="gaitset", extra=["precision=fp16", "log_every=1",
+                                                  "model.options.bins=[2,1]"])
+    assert train(config, tmp_path / "run", progress=False).finished
+    state = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000004.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 0  # the scaler's state is checkpointed for resuming
+
+
 @pytest.mark.parametrize("item", ["precision=fp8", "eval.precision=half", "compile=fast"])
 def test_unknown_precision_or_compile_mode_is_an_error(item):
     with pytest.raises(ConfigError, match=item.split("=")[0]):
@@ -122,7 +130,8 @@ def test_bf16_channels_last_training_resumes_bit_identically(store, tmp_path):
 
 @pytest.mark.parametrize("mode, flip", [("ordered", False), ("ordered_window", True),
                                         ("unordered", False)])
-def test_device_batches_equal_the_dataloader_batches(store, mode, flip):
+def test_device_batches_equal_the_dataloader_batches(store, mode, flip, monkeypatch):
+    monkeypatch.setattr(DeviceBatches, "CHUNK_BYTES", 50_000)  # several copies while loading
     subjects = ["001", "002", "003", "004"]
     sampling = FrameSampling(mode, 5, (5, 9))
     kwargs = dict(seed=3, start_iteration=7, flip=flip)
@@ -180,12 +189,15 @@ def test_cuda_low_precision_training_is_finite(store, tmp_path, precision):
 def test_cuda_fp32_features_equal_cpu_features(store, model):
     from gaitlib.evaluation.extract import extract_features
 
-    torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32 here (TF32 would be a 1e-3 error)
-    torch.backends.cuda.matmul.allow_tf32 = False
     config = recipe(model, "smoke")
     torch.manual_seed(0)
     net = build_model(config, num_classes=3)
     items = store.select(subjects=["004", "005"])
     cpu = extract_features(net, store, items, "cpu", height=32).embeddings
-    gpu = extract_features(net.cuda(), store, items, "cuda", height=32).embeddings
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:  # fp32 means fp32 here (TF32 convolutions would be a ~1e-3 error)
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        gpu = extract_features(net.cuda(), store, items, "cuda", height=32).embeddings
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     assert torch.allclose(gpu, cpu, rtol=1e-3, atol=1e-4)

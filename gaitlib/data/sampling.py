@@ -215,6 +215,8 @@ class DeviceBatches:
     dicts :func:`collate_fixed` makes, on ``device``.
     """
 
+    CHUNK_BYTES = 1 << 26  # host-to-device copies of ~64 MB while loading
+
     def __init__(self, store: Store, subjects: Sequence[str], p: int, k: int,
                  sampling: FrameSampling = FrameSampling(), seed: int = 0,
                  start_iteration: int = 0, flip: bool = False, rank: int = 0, world_size: int = 1,
@@ -232,11 +234,14 @@ class DeviceBatches:
         self.offset = dict(zip(items.tolist(), (np.cumsum(lengths) - lengths).tolist(), strict=True))
         frames = torch.empty((int(lengths.sum()), *crop_width(store.frames[:1]).shape[1:]),
                              dtype=torch.uint8, device=self.device)
-        at = 0
-        for index in items:  # sequence by sequence: no host copy of the whole store
-            seq = torch.from_numpy(np.ascontiguousarray(crop_width(store.frames_of(int(index)))))
-            frames[at : at + len(seq)].copy_(seq)
-            at += len(seq)
+        at, pending, size = 0, [], 0
+        for j, index in enumerate(items):  # ~64 MB at a time: no host copy of the whole store
+            pending.append(crop_width(store.frames_of(int(index))))
+            size += pending[-1].nbytes
+            if size >= self.CHUNK_BYTES or j == len(items) - 1:
+                chunk = torch.from_numpy(np.concatenate(pending))
+                frames[at : at + len(chunk)].copy_(chunk)
+                at, pending, size = at + len(chunk), [], 0
         self.frames = frames
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
