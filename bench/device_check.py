@@ -349,7 +349,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu-dry", action="store_true", help="tiny, on the CPU (plumbing)")
     parser.add_argument("--out", default=None, help="JSON path (default $OUT/device_check.json)")
-    parser.add_argument("--budget", type=float, default=440, help="seconds for all sections")
+    parser.add_argument("--budget", type=float, default=420, help="seconds for all sections")
     parser.add_argument("--data", default=str(REPO / ".realdata" / "casia-b-bin64"),
                         help="folder of the compact CASIA-B files")
     parser.add_argument("--train-seconds", type=float, default=150,

@@ -21,4 +21,4 @@ if ! $PY -c "import torch, numpy, pandas, cv2, tqdm, pytest" 2>/dev/null; then
     $PY -m pip install -q torch numpy pandas pillow opencv-python-headless tqdm pytest \
         2>&1 | tail -3
 fi
-timeout 470 $PY bench/device_check.py "$@" 2>&1 | tee "$OUT/device_check.log"
+timeout 450 $PY bench/device_check.py "$@" 2>&1 | tee "$OUT/device_check.log"
