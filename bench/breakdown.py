@@ -16,7 +16,8 @@ and length of sequences, not on their content), or ``--store``.
     .venv/bin/python bench/breakdown.py [--models ...] [--shapes cpu,paper] [--steps 5]
                                         [--paper-steps 2] [--store PATH]
 
-The paper shape takes seconds to a minute a step on 2 cores: ``--paper-steps`` keeps it short.
+The paper shape is slow on 2 cores (GaitSet: ~100 s a step on the shared machine, most of it
+system time): ``--paper-steps`` and ``--models`` keep it short.
 """
 
 from __future__ import annotations

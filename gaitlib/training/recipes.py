@@ -70,7 +70,7 @@ _CHEAP = {
                 eval=EvalConfig(bootstrap=1000, sequences_per_batch=32, max_frames=10, max_subjects=10),
                 checkpoint_every=50, log_every=10, workers=1,
                 # The fastest setting per model on the 2-core AVX2 CPU (bench/train.py): channels-
-                # last convolutions where they were faster (1.1-1.8x); fp32 throughout, since bf16
+                # last convolutions where they were faster (1.0-1.2x); fp32 throughout, since bf16
                 # without AVX512-BF16 hardware ran 5-10x slower than fp32.
                 channels_last=("gaitset", "gaitpart", "gaitgl", "local3d", "cstl")),
 }
