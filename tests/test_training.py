@@ -52,12 +52,12 @@ def tiny_config(store, model="gaitset", extra=()) -> TrainConfig:
 
 def test_overrides_convert_to_field_types():
     config = apply_overrides(TrainConfig(), [
-        "optimizer.lr=3e-4", "sampling.p=4", "schedule.milestones=70000,75000", "amp=false",
+        "optimizer.lr=3e-4", "sampling.p=4", "schedule.milestones=70000,75000", "precision=bf16",
         "sampling.window=(20,25)", "data.train_subjects=001-003", "schedule.iterations=1e3"])
     assert config.optimizer.lr == pytest.approx(3e-4) and isinstance(config.optimizer.lr, float)
     assert config.sampling.p == 4 and config.schedule.iterations == 1000
     assert config.schedule.milestones == [70000, 75000]
-    assert config.amp is False and config.sampling.window == (20, 25)
+    assert config.precision == "bf16" and config.sampling.window == (20, 25)
     assert config.data.train_subjects == ["001-003"]
 
 
@@ -65,7 +65,7 @@ def test_overrides_convert_to_field_types():
     ("optimizer.lrr=1", "valid keys: profile, model.name"),
     ("nothing=1", "optimizer.lr"),
     ("sampling.p=four", "sampling.p='four'"),
-    ("amp=maybe", "boolean"),
+    ("channels_last=maybe", "boolean"),
     ("sampling.p=2.5", "integer"),
     ("optimizer", "KEY=VALUE"),
     ("optimizer=1", "is a section"),

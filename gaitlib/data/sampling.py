@@ -157,14 +157,21 @@ class SequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, position) -> tuple[torch.Tensor, int, int]:
-        """``position`` is an int (test) or an (item, key) pair from PKBatchSampler (training)."""
+    def draw(self, position) -> tuple[int, np.ndarray, bool]:
+        """The random choices for ``position``: (store index, frame indices, flipped)."""
         item, key = position if isinstance(position, tuple) else (position, position)
         index = int(self.items[item])
         rng = _rng(self.seed, 1, key)
-        frames = self.store.frames_of(index)
-        frames = crop_width(frames[self.sampling.indices(len(frames), rng)])
-        if self.flip and rng.random() < 0.5:
+        frame_indices = self.sampling.indices(int(self.store.lengths[index]), rng)
+        flipped = bool(self.flip and rng.random() < 0.5)
+        return index, frame_indices, flipped
+
+    def __getitem__(self, position) -> tuple[torch.Tensor, int, int]:
+        """``position`` is an int (test) or an (item, key) pair from PKBatchSampler (training)."""
+        item = position[0] if isinstance(position, tuple) else position
+        index, frame_indices, flipped = self.draw(position)
+        frames = crop_width(self.store.frames_of(index)[frame_indices])
+        if flipped:
             frames = frames[..., ::-1]
         return torch.from_numpy(np.ascontiguousarray(frames)), int(self.labels[item]), index
 
@@ -203,6 +210,18 @@ def to_model_input(frames: torch.Tensor, device: torch.device | str = "cpu",
     return x.reshape(*lead, h // f, w // f)
 
 
+def training_items(store: Store, subjects: Sequence[str], min_frames: int = 1) -> np.ndarray:
+    """Store indices of the training sequences of ``subjects`` with at least ``min_frames``."""
+    items = store.select(subjects=subjects)
+    if len(items) == 0:
+        raise ValueError(f"{store.path}: none of the {len(subjects)} training subjects is in the store")
+    if min_frames > 1:
+        items = items[store.lengths[items] >= min_frames]
+        if len(items) == 0:
+            raise ValueError(f"{store.path}: no training sequence has >= {min_frames} frames")
+    return items
+
+
 def train_loader(store: Store, subjects: Sequence[str], p: int, k: int,
                  sampling: FrameSampling = FrameSampling(), seed: int = 0, workers: int = 2,
                  start_iteration: int = 0, flip: bool = False, rank: int = 0,
@@ -211,18 +230,70 @@ def train_loader(store: Store, subjects: Sequence[str], p: int, k: int,
 
     ``min_frames``: training sequences with fewer frames are left out (CSTL's code drops those of
     <= 2 frames). ``k_replace``: draw each subject's K sequences with replacement."""
-    items = store.select(subjects=subjects)
-    if len(items) == 0:
-        raise ValueError(f"{store.path}: none of the {len(subjects)} training subjects is in the store")
-    if min_frames > 1:
-        items = items[store.lengths[items] >= min_frames]
-        if len(items) == 0:
-            raise ValueError(f"{store.path}: no training sequence has >= {min_frames} frames")
+    items = training_items(store, subjects, min_frames)
     dataset = SequenceDataset(store, items, sampling, seed=seed, flip=flip)
     sampler = PKBatchSampler(store.subjects[items], p, k, seed=seed, start_iteration=start_iteration,
                              rank=rank, world_size=world_size, replace=k_replace)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fixed, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+
+
+class DeviceBatches:
+    """Endless P x K training batches drawn from a copy of the store kept on ``device``.
+
+    The training sequences are copied once, cut to the model width, into one uint8 tensor on the
+    device (CASIA-B's 74 training subjects: ~1.8 GB). Every batch is the DataLoader path's batch
+    (same :class:`PKBatchSampler`, same per-sequence draws of :meth:`SequenceDataset.draw`): only
+    the frame indices travel to the device, and one gather builds the batch there. Yields the
+    dicts :func:`collate_fixed` makes, on ``device``.
+    """
+
+    CHUNK_BYTES = 1 << 26  # host-to-device copies of ~64 MB while loading
+
+    def __init__(self, store: Store, subjects: Sequence[str], p: int, k: int,
+                 sampling: FrameSampling = FrameSampling(), seed: int = 0,
+                 start_iteration: int = 0, flip: bool = False, rank: int = 0, world_size: int = 1,
+                 device: torch.device | str = "cuda", k_replace: bool = False, min_frames: int = 1):
+        items = training_items(store, subjects, min_frames)
+        self.device = torch.device(device)
+        self.dataset = SequenceDataset(store, items, sampling, seed=seed, flip=flip)
+        self.sampler = PKBatchSampler(store.subjects[items], p, k, seed=seed,
+                                      start_iteration=start_iteration, rank=rank,
+                                      world_size=world_size, replace=k_replace)
+        lengths = store.lengths[items].astype(np.int64)
+        self.offset = dict(zip(items.tolist(), (np.cumsum(lengths) - lengths).tolist(), strict=True))
+        frames = torch.empty((int(lengths.sum()), *crop_width(store.frames[:1]).shape[1:]),
+                             dtype=torch.uint8, device=self.device)
+        at, pending, size = 0, [], 0
+        for j, index in enumerate(items):  # ~64 MB at a time: no host copy of the whole store
+            pending.append(crop_width(store.frames_of(int(index))))
+            size += pending[-1].nbytes
+            if size >= self.CHUNK_BYTES or j == len(items) - 1:
+                chunk = torch.from_numpy(np.concatenate(pending))
+                frames[at : at + len(chunk)].copy_(chunk)
+                at, pending, size = at + len(chunk), [], 0
+        self.frames = frames
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for positions in self.sampler:
+            yield self.batch(positions)
+
+    def batch(self, positions: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        """The batch of the sampler's ``positions`` (what the DataLoader would collate)."""
+        rows, flips, labels, index = [], [], [], []
+        for position in positions:
+            i, frame_indices, flipped = self.dataset.draw(position)
+            rows.append(self.offset[i] + frame_indices)
+            flips.append(flipped)
+            labels.append(int(self.dataset.labels[position[0]]))
+            index.append(i)
+        rows_t = torch.from_numpy(np.stack(rows)).to(self.device, non_blocking=True)
+        frames = self.frames[rows_t]  # (n, T, H, W)
+        if any(flips):
+            flip_t = torch.tensor(flips, device=self.device)
+            frames = torch.where(flip_t[:, None, None, None], frames.flip(-1), frames)
+        return {"frames": frames, "labels": torch.tensor(labels).to(self.device),
+                "index": torch.tensor(index)}
 
 
 def eval_loader(store: Store, items: Sequence[int], workers: int = 2,

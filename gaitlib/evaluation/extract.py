@@ -7,7 +7,6 @@ order of ``items``. With one process it is a plain loop.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,16 +58,18 @@ def _loader(store: Store, items: np.ndarray, workers: int, sequences_per_batch: 
 @torch.no_grad()
 def extract_features(model: nn.Module, store: Store, items: Sequence[int],
                      device: torch.device | str = "cpu", *, workers: int = 0,
-                     sequences_per_batch: int = 4, max_frames: int = 0, amp: bool = False,
+                     sequences_per_batch: int = 4, max_frames: int = 0, precision: str = "fp32",
                      dist_info=None, progress: bool = False, height: int = 0) -> Features:
     """Embed ``store``'s sequences ``items`` with ``model`` (set to eval mode, restored after).
 
     ``max_frames`` > 0 keeps only each sequence's first frames; ``height`` > 0 shrinks the frames
-    to that height (see :func:`gaitlib.data.sampling.to_model_input`). ``amp``: bf16 autocast (CUDA
-    only). ``dist_info`` (a :class:`gaitlib.training.distributed.DistInfo`): shard the work
+    to that height (see :func:`gaitlib.data.sampling.to_model_input`). ``precision``: fp32, or
+    bf16/fp16 autocast (:mod:`gaitlib.training.precision`); features come back float32 either
+    way. ``dist_info`` (a :class:`gaitlib.training.distributed.DistInfo`): shard the work
     across ranks and gather; every rank gets the full result.
     """
     from gaitlib.training.distributed import DistInfo, gather_varying
+    from gaitlib.training.precision import autocast as autocast_for
 
     info = dist_info or DistInfo(device=torch.device(device))
     items = np.asarray(items, dtype=np.int64)
@@ -77,8 +78,7 @@ def extract_features(model: nn.Module, store: Store, items: Sequence[int],
     was_training = model.training
     model.eval()
     chunks: list[torch.Tensor] = []
-    use_amp = amp and device.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+    autocast = autocast_for(device, precision)
     try:
         loader = _loader(store, shard, workers, sequences_per_batch, max_frames)
         bar = tqdm(loader, desc="extract", disable=not (progress and info.is_main), leave=False)

@@ -292,12 +292,17 @@ def dry_run_one(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: 
             row.step_seconds = float(np.mean(timed)) if timed else float("nan")
             model = build_model(config, num_classes=len(train_subjects)).to(dev)
             state = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir / "checkpoints"))
+            if config.channels_last:
+                from gaitlib.training.precision import to_channels_last
+
+                to_channels_last(model)
             model.load_state_dict(state["model"])
             row.step_tflop = step_tflop(model, config, dev)
             items = _test_items(store, test_subjects, protocol_for(store.dataset))
             began = time.perf_counter()
             feats = extract_features(model, store, items, dev, workers=0, sequences_per_batch=1,
-                                     amp=config.amp, height=config.data.resolution)
+                                     precision=config.eval.precision,
+                                     height=config.data.resolution)
             evaluate(feats.embeddings, feats.subjects, feats.conditions, feats.views,
                      protocol_for(store.dataset), bootstrap=0)
             row.extract_seconds = time.perf_counter() - began

@@ -41,6 +41,10 @@ class DataConfig:
     # Model input height: 0 = the store's own (64 -> 64x44, 128 -> 128x88); smaller values shrink
     # the frames by an integer factor at load time (the cpu profile runs at half resolution).
     resolution: int = 0
+    # Keep the training sequences on the training device (the GPU) as one uint8 tensor and draw
+    # batches there with the same seeded sampler: the DataLoader's batches, without its workers
+    # and without a host-to-device copy per step.
+    on_device: bool = False
 
 
 @dataclass
@@ -94,6 +98,9 @@ class EvalConfig:
     sequences_per_batch: int = 4
     max_frames: int = 0  # >0: test on the first N frames of each sequence (cheap profiles)
     max_subjects: int = 0  # >0: test on the first N test subjects only (cheap profiles)
+    # Feature-extraction precision (fp32 | bf16 | fp16): test features stay fp32 unless a
+    # lower precision is shown to give the same rank-1.
+    precision: str = "fp32"
 
 
 @dataclass
@@ -106,7 +113,15 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    amp: bool = True  # bf16 autocast on CUDA; ignored (fp32) on CPU
+    # Training arithmetic: fp32, bf16 (autocast, CPU or CUDA) or fp16 (autocast with a gradient
+    # scaler; CUDA). Parameters, optimizer state and losses stay fp32 in every mode.
+    precision: str = "fp32"
+    # Feed the convolutions channels-last activations (NHWC, or NDHWC for 3D convs): faster
+    # oneDNN/cuDNN kernels for some models; the arithmetic is the same.
+    channels_last: bool = False
+    # torch.compile mode for the training model ('' = eager): pays on GPUs for long runs; on the
+    # CPU it added little (see bench/train.py) and its compile time dwarfs a cpu-profile run.
+    compile: str = ""
     sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP (not available with gloo on CPU)
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2  # older periodic checkpoints are deleted; the last one always kept
@@ -120,7 +135,9 @@ class TrainConfig:
 
 
 # Fields that do not change what a run computes: a resumed run may differ in these.
-NON_RESULT_KEYS = ("workers", "log_every", "keep_checkpoints", "eval.sequences_per_batch")
+NON_RESULT_KEYS = ("workers", "log_every", "keep_checkpoints", "eval.sequences_per_batch",
+                   "data.on_device", "compile")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def flat_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
@@ -326,6 +343,8 @@ def from_dict(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -
     """Rebuild a config from ``to_dict()`` output (config.json); unknown keys are errors."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    if cls is TrainConfig and "amp" in data:
+        data = _from_legacy_amp(data)
     hints = _hints(cls)
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
@@ -340,6 +359,18 @@ def from_dict(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -
         else:
             kwargs[name] = convert(value, hint, prefix + name)
     return cls(**kwargs)
+
+
+def _from_legacy_amp(data: dict[str, Any]) -> dict[str, Any]:
+    """A config.json written before ``precision`` existed has ``amp`` (bool): bf16 autocast on
+    CUDA, fp32 on the CPU. It becomes ``precision`` with what the run actually computed: bf16 for
+    ``device: cuda``, fp32 otherwise (the project's ``auto`` runs were CPU runs)."""
+    data = dict(data)
+    amp = convert(data.pop("amp"), bool, "amp")
+    if "precision" in data:
+        raise ConfigError("config has both 'amp' (old) and 'precision'; keep 'precision'")
+    data["precision"] = "bf16" if amp and data.get("device") == "cuda" else "fp32"
+    return data
 
 
 def expand_subjects(items: list[str]) -> list[str]:
@@ -372,6 +403,12 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"optimizer.name={config.optimizer.name!r}; valid: adam, sgd")
     if config.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device={config.device!r}; valid: auto, cpu, cuda")
+    for key, value in (("precision", config.precision), ("eval.precision", config.eval.precision)):
+        if value not in PRECISIONS:
+            raise ConfigError(f"{key}={value!r}; valid: {', '.join(PRECISIONS)}")
+    if config.compile not in ("", "default", "reduce-overhead", "max-autotune"):
+        raise ConfigError(f"compile={config.compile!r}; valid: '' (off), default, "
+                          "reduce-overhead, max-autotune")
     if config.eval.metric not in ("euc", "cos"):
         raise ConfigError(f"eval.metric={config.eval.metric!r}; valid: euc, cos")
     positive = {"schedule.iterations": config.schedule.iterations, "sampling.p": config.sampling.p,

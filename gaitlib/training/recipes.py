@@ -40,8 +40,9 @@ PROFILES = ("smoke", "cpu", "paper")
 SOURCES_FILE = Path(__file__).with_name("recipe_sources.csv")
 SOURCE_COLUMNS = ("model", "dataset", "key", "value", "source", "alternative",
                   "alternative_source", "note")
-# Rows of the sources table that document a hyperparameter that is not (yet) a TrainConfig key.
-DOCUMENTED_KEYS = ("precision",)
+# Rows of the sources table that document a hyperparameter that is not a TrainConfig key (none
+# today: precision became one).
+DOCUMENTED_KEYS: tuple[str, ...] = ()
 # Every paper recipe has a row for each of these keys (OU-MVLP rows add model.options.variant).
 RECIPE_KEYS = (
     "data.split", "sampling.p", "sampling.k", "sampling.k_replace", "sampling.mode",
@@ -167,7 +168,11 @@ _CHEAP = {
     # Testing is the bigger cost on a CPU: the first 10 test subjects, 15 frames a sequence.
     "cpu": dict(p=4, k=4, frames=8, window_extra=4, iterations=60, milestone=45,
                 eval=EvalConfig(bootstrap=1000, sequences_per_batch=32, max_frames=10, max_subjects=10),
-                checkpoint_every=50, log_every=10, workers=1),
+                checkpoint_every=50, log_every=10, workers=1,
+                # The fastest setting per model on the 2-core AVX2 CPU (bench/train.py): channels-
+                # last convolutions where they were faster (1.0-1.2x); fp32 throughout, since bf16
+                # without AVX512-BF16 hardware ran 5-10x slower than fp32.
+                channels_last=("gaitset", "gaitpart", "gaitgl", "local3d", "cstl")),
 }
 
 
@@ -241,7 +246,10 @@ def _scaled(config: TrainConfig, profile: str) -> TrainConfig:
         schedule=ScheduleConfig(iterations=c["iterations"], milestones=[c["milestone"]], gamma=0.1),
         optimizer=replace(config.optimizer, lr=lr),
         eval=replace(c["eval"]),  # a copy: callers may edit the returned config
-        checkpoint_every=c["checkpoint_every"], log_every=c["log_every"], workers=c["workers"])
+        checkpoint_every=c["checkpoint_every"], log_every=c["log_every"], workers=c["workers"],
+        channels_last=config.model.name in c.get("channels_last", ()),
+        # fp32 on the CPU whatever the paper trains in (OpenGait's fp16 needs a GPU to pay).
+        precision="fp32")
 
 
 # OU-MVLP recipes of the study's papers: their OU-MVLP widths, larger batches, longer schedules.

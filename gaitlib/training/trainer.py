@@ -31,12 +31,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gaitlib.data.sampling import FrameSampling, to_model_input, train_loader
+from gaitlib.data.sampling import DeviceBatches, FrameSampling, to_model_input, train_loader
 from gaitlib.data.splits import default_split, split_for
 from gaitlib.data.store import Store
 from gaitlib.losses import batch_all_triplet, part_accuracy, part_cross_entropy
 from gaitlib.training import checkpoint as ckpt
-from gaitlib.training import distributed, rundir
+from gaitlib.training import distributed, precision, rundir
 from gaitlib.training.config import LossConfig, TrainConfig, expand_subjects, validate
 from gaitlib.training.distributed import DistInfo
 
@@ -108,15 +108,19 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
 
 
 class LossComposer:
-    """Weighted sum of the configured losses on a model's output (see the module note on DDP)."""
+    """Weighted sum of the configured losses on a model's output (see the module note on DDP).
+
+    The logged quantities come back as detached tensors, not floats: reading a float forces the
+    host to wait for the device, which the trainer does only on log steps (:func:`log_values`).
+    """
 
     def __init__(self, config: LossConfig, info: DistInfo):
         self.config, self.info = config, info
 
-    def __call__(self, out: dict, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, out: dict, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         total = torch.zeros((), device=labels.device)
-        logs: dict[str, float] = {}
+        logs: dict[str, torch.Tensor] = {}
         if c.triplet_weight > 0:
             emb, lab = out["embedding"], labels
             if self.info.enabled and c.gather:
@@ -124,17 +128,24 @@ class LossComposer:
                 lab = distributed.gather_plain(labels, self.info)
             tri = batch_all_triplet(emb, lab, c.margin, c.triplet_self_pairs)
             total = total + c.triplet_weight * tri.loss
-            logs.update(triplet=tri.loss.item(), nonzero=tri.nonzero_fraction.item(),
-                        dist=tri.mean_dist.item())
+            logs.update(triplet=tri.loss.detach(), nonzero=tri.nonzero_fraction.detach(),
+                        dist=tri.mean_dist.detach())
         if c.ce_weight > 0:
             if "logits" not in out:
                 raise ValueError("loss.ce_weight > 0 but the model outputs no 'logits'; "
                                  "set loss.ce_weight=0")
             ce = part_cross_entropy(out["logits"], labels, c.label_smoothing, c.ce_scale)
             total = total + c.ce_weight * ce
-            logs.update(ce=ce.item(), acc=part_accuracy(out["logits"].detach(), labels).item())
-        logs["loss"] = total.item()
+            logs.update(ce=ce.detach(), acc=part_accuracy(out["logits"].detach(), labels))
+        logs["loss"] = total.detach()
         return total, logs
+
+
+def log_values(logs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The composer's logged tensors as floats, with one host-device synchronisation."""
+    names = list(logs)
+    values = torch.stack([logs[n].float().reshape(()) for n in names]).tolist()
+    return dict(zip(names, values, strict=True))
 
 
 def _sampling(config: TrainConfig) -> FrameSampling:
@@ -202,6 +213,8 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     train_subjects, test_subjects = resolve_subjects(config, store)
     seed_everything(config.seed)
     model = build_model(config, num_classes=len(train_subjects)).to(info.device)
+    if config.channels_last:
+        precision.to_channels_last(model)
     optimizer = build_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.schedule.milestones,
                                                      config.schedule.gamma)
@@ -221,13 +234,22 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
 
     total = config.schedule.iterations
     net = _wrap(model, config, info)
+    if config.compile:
+        net = torch.compile(net, mode=config.compile)
     losses = LossComposer(config.loss, info)
-    use_amp = config.amp and info.device.type == "cuda"
-    loader = train_loader(store, train_subjects, config.sampling.p, config.sampling.k,
-                          _sampling(config), seed=config.seed, workers=config.workers,
-                          start_iteration=start, flip=config.sampling.flip, rank=info.rank,
-                          world_size=info.world_size, k_replace=config.sampling.k_replace,
-                          min_frames=config.sampling.min_frames)
+    autocast = precision.autocast(info.device, config.precision)
+    scaler = precision.grad_scaler(info.device, config.precision)
+    if state is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    sampler_args = dict(seed=config.seed, start_iteration=start, flip=config.sampling.flip,
+                        rank=info.rank, world_size=info.world_size,
+                        k_replace=config.sampling.k_replace, min_frames=config.sampling.min_frames)
+    if config.data.on_device:
+        loader = DeviceBatches(store, train_subjects, config.sampling.p, config.sampling.k,
+                               _sampling(config), device=info.device, **sampler_args)
+    else:
+        loader = train_loader(store, train_subjects, config.sampling.p, config.sampling.k,
+                              _sampling(config), workers=config.workers, **sampler_args)
     batches = iter(loader)  # draws the DataLoader's base seed: before the RNG restore
     if state is not None:
         ckpt.restore_rng(state["rng"])
@@ -242,35 +264,41 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
         for iteration in range(start + 1, end + 1):
             batch = next(batches)
             sils = to_model_input(batch["frames"], info.device, config.data.resolution)
-            labels = batch["labels"].to(info.device)
-            autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if use_amp
-                        else contextlib.nullcontext())
+            labels = batch["labels"].to(info.device, non_blocking=True)
             with autocast:
                 out = net(sils)
             loss, logs = losses(out, labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            if not np.isfinite(logs["loss"]):
-                terms = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
-                raise NonFiniteLossError(
-                    f"{run_dir}: the loss is {logs['loss']} at iteration {iteration} ({terms}): "
-                    f"training diverged and stopped; nothing is evaluated or published. Try a "
-                    f"lower optimizer.lr (now {lr:g}) and --force to restart the run")
             bar.update(1)
-            if iteration % config.log_every == 0 or iteration == end:
+            # Reading the loss waits for the device: only on log and checkpoint steps (a
+            # non-finite loss stops the run there, before a checkpoint could keep it).
+            log_step = iteration % config.log_every == 0 or iteration == end
+            save_step = iteration % config.checkpoint_every == 0 or iteration == total
+            if log_step or save_step:
+                values = log_values(logs)
+                if not np.isfinite(values["loss"]):
+                    terms = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+                    raise NonFiniteLossError(
+                        f"{run_dir}: the loss is {values['loss']} at iteration {iteration} "
+                        f"({terms}): training diverged and stopped; nothing is evaluated or "
+                        f"published. Try a lower optimizer.lr (now {lr:g}) and --force to "
+                        f"restart the run")
+            if log_step:
                 now = time.perf_counter()
                 speed = (iteration - tick_it) / max(now - tick, 1e-9)
                 tick, tick_it = now, iteration
-                means = {k: round(distributed.reduce_mean(v, info), 6) for k, v in logs.items()}
+                means = {k: round(distributed.reduce_mean(v, info), 6) for k, v in values.items()}
                 record = {"iteration": iteration, "lr": lr, "it_per_s": round(speed, 4), **means}
                 bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.1e}")
                 if info.is_main:
                     rundir.append_metrics(run_dir, record)
-            if iteration % config.checkpoint_every == 0 or iteration == total:
-                _save(ckpt_dir, iteration, model, optimizer, scheduler, config, info)
+            if save_step:
+                _save(ckpt_dir, iteration, model, optimizer, scheduler, config, info, scaler)
     finally:
         bar.close()
         del batches, loader  # stop the persistent workers now, not at garbage collection
@@ -292,12 +320,15 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     return RunResult(run_dir, total, True, result)
 
 
-def _save(ckpt_dir: Path, iteration: int, model, optimizer, scheduler, config, info) -> None:
+def _save(ckpt_dir: Path, iteration: int, model, optimizer, scheduler, config, info,
+          scaler=None) -> None:
     if info.is_main:
-        ckpt.save_checkpoint(ckpt.checkpoint_path(ckpt_dir, iteration), {
-            "iteration": iteration, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": ckpt.capture_rng(), "config": config.to_dict()})
+        state = {"iteration": iteration, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "rng": ckpt.capture_rng(), "config": config.to_dict()}
+        if scaler is not None and scaler.is_enabled():
+            state["scaler"] = scaler.state_dict()
+        ckpt.save_checkpoint(ckpt.checkpoint_path(ckpt_dir, iteration), state)
         ckpt.prune(ckpt_dir, config.keep_checkpoints)
     distributed.barrier(info)
 
@@ -321,7 +352,8 @@ def evaluate_model(config: TrainConfig, model: nn.Module, store: Store, test_sub
         raise ValueError(f"{store.path}: no test sequences to evaluate")
     feats = extract_features(model, store, items, info.device, workers=config.workers,
                              sequences_per_batch=config.eval.sequences_per_batch,
-                             max_frames=config.eval.max_frames, amp=config.amp, dist_info=info,
+                             max_frames=config.eval.max_frames, precision=config.eval.precision,
+                             dist_info=info,
                              progress=progress, height=config.data.resolution)
     if not info.is_main:
         return None
@@ -365,6 +397,8 @@ def evaluate_run(run_dir: str | Path, *, bootstrap: int | None = None, metric: s
         store = Store(config.data.store)
         train_subjects, test_subjects = resolve_subjects(config, store)
         model = build_model(config, num_classes=len(train_subjects)).to(info.device)
+        if config.channels_last:
+            precision.to_channels_last(model)
         ckpt.load_model_state(model, state, config, latest)
         result = evaluate_model(config, model, store, test_subjects, info, bootstrap, metric,
                                 progress)
