@@ -153,3 +153,35 @@ def test_reproduce_into_the_repositorys_book_refuses_a_dirty_tree(tmp_path, monk
         rep.reproduce(profile="smoke", data_root=tmp_path / "data", root=repo, build=False,
                       only=["cstl-t3"])
     assert not (tmp_path / "data").exists()  # refused before generating or running anything
+
+
+def test_cost_page_of_a_dry_run_measured_on_a_gpu(tmp_path):
+    from gaitlib.report.cost import cpu_throughput, render
+    from gaitlib.report.dryrun import DryRunRow, write_csv
+
+    rows = [DryRunRow("cstl", "casia-b", "", "cstl-t1 cstl-t3", 1000, 64, 30, 64, 74,
+                      step_tflop=3.0, step_seconds=0.36, peak_memory_mb=7000.0, device="NVIDIA H200",
+                      projected_hours=0.1, git_commit="abc"),
+            DryRunRow("local3d", "oumvlp", "variant=oumvlp", "local3d-t2", 2000, 512, 30, 64, 5153,
+                      status="failed", message="RuntimeError: Output tensor is too large.")]
+    from gaitlib.report.cost import load_rows
+
+    loaded = load_rows(write_csv(rows, tmp_path / "dry.csv"))
+    cpu_steps = [{"model": "gaitset", "step_tflop": "2.0", "step_seconds": "100"},
+                 {"model": "cstl", "step_tflop": "3.0", "step_seconds": "50"}]
+    rate = cpu_throughput(cpu_steps)
+    assert rate == pytest.approx((0.02 + 0.06) / 2)
+    check = {"sections": {"env": {"gpu": "NVIDIA H200", "torch": "2.x", "cuda": "13"},
+                          "gaitgl_casia": {"ok": True, "iterations": 100, "paper_iterations": 80000,
+                                           "train_budget_s": 5.0, "setting": "s",
+                                           "rank1_mean": {"NM": 50.0, "BG": 40.0, "CL": 30.0}},
+                          "steps": {"note": "n", "rows": [{"model": "cstl", "variant": "bf16",
+                                                           "step_ms": 51.4, "tflops": 61.1,
+                                                           "peak_gib": 4.8}]}}}
+    page = render(loaded, check, cpu_steps=cpu_steps)
+    assert "**GPU hours are measured**" in page and "**CPU hours are projected**" in page
+    cpu_hours = 1000 * 3.0 / rate / 3600
+    assert f"| cstl-t1 | 1 | 0.1 | {cpu_hours:.1f} |" in page
+    assert "| **all (shared runs once)** | 1 | **0.1**" in page  # the failed run is not counted
+    assert "local3d oumvlp variant=oumvlp: RuntimeError: Output tensor is too large." in page
+    assert "rank-1 NM 50.0, BG 40.0, CL 30.0" in page and "| cstl | bf16 | 51.4 | 61.1 | 4.8 |" in page

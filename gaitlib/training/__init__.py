@@ -7,8 +7,7 @@
     train(config, "runs/gaitgl-cpu")
 """
 
-import importlib
-
+from gaitlib._lazy import lazy_module_attributes
 from gaitlib.training.config import (
     ConfigError,
     TrainConfig,
@@ -32,13 +31,4 @@ __all__ = ["PROFILES", "CheckpointError", "ConfigError", "NonFiniteLossError", "
            "recipe", "save_checkpoint", "set_value", "train"]
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_module_attributes(__name__, globals(), _LAZY, __all__)
