@@ -61,7 +61,8 @@ def read_meta(meta_file: str | os.PathLike) -> dict:
     return meta
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read in chunks (store checksums, imported checkpoints)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -168,7 +169,7 @@ class StoreWriter:
             "n_subjects": int(index["subject"].nunique()),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             **self.extra_meta,
-            "checksums": {"index.csv": _sha256_file(self._tmp / "index.csv"),
+            "checksums": {"index.csv": sha256_file(self._tmp / "index.csv"),
                           "frames.u8": self._digest.hexdigest()},
         }
         (self._tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -246,7 +247,7 @@ class Store:
         if not index_file.is_file():
             raise StoreError(f"{self.path}: no index.csv (an incomplete store)")
         recorded = self.meta.get("checksums", {}).get("index.csv")
-        if recorded is not None and _sha256_file(index_file) != recorded:
+        if recorded is not None and sha256_file(index_file) != recorded:
             raise StoreError(f"{index_file} does not match its checksum in meta.json: the index "
                              "was changed after the store was written (labels or offsets of "
                              "other sequences would be read); re-create the store")
@@ -307,7 +308,7 @@ class Store:
         {} for a store written without checksums (by an older gaitlib)."""
         checked = {}
         for name, recorded in self.meta.get("checksums", {}).items():
-            if _sha256_file(self.path / name) != recorded:
+            if sha256_file(self.path / name) != recorded:
                 raise StoreError(f"{self.path / name} does not match its checksum in meta.json "
                                  "(changed or corrupted after the store was written)")
             checked[name] = "ok"

@@ -10,24 +10,16 @@ optimizer state: it can be evaluated, not resumed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from gaitlib.data.store import sha256_file
 from gaitlib.models.convert import SOURCES, Conversion, convert_file
 from gaitlib.training import checkpoint as ckpt
 from gaitlib.training import rundir
 from gaitlib.training.config import TrainConfig, flat_keys, set_value
 
 IMPORTED = "imported.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def imported_config(conversion: Conversion, store: str = "") -> TrainConfig:
@@ -72,7 +64,7 @@ def import_checkpoint(source: str, src: str | os.PathLike, model: str, out: str 
         "iteration": conversion.iteration, "model": conversion.state, "optimizer": {},
         "scheduler": {}, "rng": {}, "config": config.to_dict()})
     rundir.write_json(out / IMPORTED, {
-        "source": source, "file": str(src.resolve()), "sha256": _sha256(src),
+        "source": source, "file": str(src.resolve()), "sha256": sha256_file(src),
         "model": model, "variant": conversion.variant, "options": conversion.options,
         "iteration": conversion.iteration,
         "mapping": [{"reference": list(keys), "gaitlib": dest}
