@@ -167,7 +167,7 @@ def test_parallel_pool_publishes_passing_notebooks_only(tmp_path):
     runs = reproduce(profile="smoke", data="casia-b", data_root=casia_root(tmp_path),
                      only=["gaitmm-t1", "gaitmm-t2", "gaitmm-t3", "cstl-t3", "scorecard"],
                      build=False, root=root, runs_dir=tmp_path / "runs", notebooks_dir=nbs,
-                     workers=workers)
+                     workers=workers, train_first=False)
     status = {r.notebook: r for r in runs}
     assert [r.notebook for r in runs] == ["gaitmm-t1", "gaitmm-t2", "gaitmm-t3", "cstl-t3", "scorecard"]
     assert status["gaitmm-t1"].status == "ok", status["gaitmm-t1"]

@@ -283,16 +283,21 @@ def _error_message(err: Exception) -> str:
     return text.splitlines()[-1] if text else type(err).__name__
 
 
-def _faithfulness(data: str, profile: str) -> tuple[int, int]:
+def _faithfulness(parameters: dict) -> tuple[int, int, int]:
+    """How faithful a page made with ``parameters`` is: data, then profile, then seeds."""
     from gaitlib.report.study import FAITHFULNESS
 
-    return FAITHFULNESS["data"].get(data, 0), FAITHFULNESS["profile"].get(profile, 0)
+    seeds = 1 + len([s for s in str(parameters.get("extra_seeds", "")).split(",") if s.strip()])
+    return (FAITHFULNESS["data"].get(parameters.get("data", ""), 0),
+            FAITHFULNESS["profile"].get(parameters.get("profile", ""), 0), seeds)
 
 
 def more_faithful_published(published: Path, parameters: dict, notebook_id: str) -> str:
-    """'<data>/<profile>' when ``published`` is an artifact page made from more faithful data or a
-    more faithful profile than ``parameters`` (real data over synthetic, then paper over cpu over
-    smoke), else ''.  A cheap rebuild never replaces a result that took a GPU and real data."""
+    """A description ('<data>/<profile>', plus 'N seeds' when seeds decide) when ``published`` is
+    an artifact page made from more faithful data, a more faithful profile (real data over
+    synthetic, then paper over cpu over smoke) or, with both equal, more seeds than
+    ``parameters``; else ''.  A cheap rebuild never replaces a result that took a GPU, real data
+    or extra seeds."""
     if notebook_id not in ARTIFACT_IDS or not published.is_file():
         return ""
     import nbformat
@@ -300,9 +305,11 @@ def more_faithful_published(published: Path, parameters: dict, notebook_id: str)
     old = nbformat.read(published, as_version=4).metadata.get("papermill", {}).get("parameters", {})
     if "data" not in old or "profile" not in old:
         return ""
-    mine = _faithfulness(parameters.get("data", ""), parameters.get("profile", ""))
-    theirs = _faithfulness(old["data"], old["profile"])
-    return f"{old['data']}/{old['profile']}" if theirs > mine else ""
+    mine, theirs = _faithfulness(parameters), _faithfulness(old)
+    if theirs <= mine:
+        return ""
+    seeds = f", {theirs[2]} seeds" if theirs[:2] == mine[:2] else ""
+    return f"{old['data']}/{old['profile']}{seeds}"
 
 
 def run_notebook(notebook_id: str, parameters: dict, out_dir: Path, src: Path | None = None) -> NotebookRun:
@@ -331,7 +338,9 @@ def run_notebook(notebook_id: str, parameters: dict, out_dir: Path, src: Path | 
             else:
                 os.environ[PUBLISH_ENV] = previous
         strip_volatile(executed)
-        kept = more_faithful_published(out_dir / f"{notebook_id}.ipynb", parameters, notebook_id)
+        kept = more_faithful_published(out_dir / f"{notebook_id}.ipynb",
+                                       {k: v for k, v in parameters.items() if k in declared},
+                                       notebook_id)
         if kept:
             return NotebookRun(notebook_id, "ok", time.perf_counter() - start,
                                f"not published: the book keeps its {kept} page")
@@ -428,7 +437,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
               root: Path = REPO, runs_dir: str | Path = "runs", gpus: Sequence[int | str] | None = None,
               notebooks_dir: Path | None = None, workers: Sequence[Worker] | None = None,
               jobs: int | None = None, extra_seeds: Sequence[int] = (),
-              allow_dirty: bool = False) -> list[NotebookRun]:
+              allow_dirty: bool = False, train_first: bool = True) -> list[NotebookRun]:
     """Run the selected notebooks for a profile and dataset, publish the ones that pass, build the book.
 
     ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/``: the repository by default; tests
@@ -438,7 +447,9 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     without GPUs, ``jobs`` notebooks run at once on the CPU (default: see :func:`cpu_workers`;
     ``jobs=1`` runs them one by one in this process).  ``workers`` overrides the pool (tests).
     ``extra_seeds``: further seeds of each ablation's reference row and full model (their
-    seed-to-seed SDs join the ablation pages).
+    seed-to-seed SDs join the ablation pages).  With a pool of several workers and
+    ``train_first``, every run the selected notebooks need is trained first, costliest first
+    (:mod:`gaitlib.report.pretrain`), so the notebooks only evaluate and plot.
     Raises ValueError for unknown names and FileNotFoundError / ValueError when a real dataset's
     store is absent or of another dataset, before any notebook runs; BookBuildError when the build
     fails.  Publishing into the repository's own book from a checkout with uncommitted source
@@ -483,6 +494,13 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
                       extra_seeds=",".join(str(int(s)) for s in extra_seeds))
     out_dir = Path(root) / "book"
     started = time.perf_counter()
+    if train_first and workers and len(workers) > 1:  # no worker waits on another's run lock
+        from gaitlib.report.pretrain import planned_runs, pretrain
+
+        runnable = [n for n in selected if not skip_reason(n, data)
+                    and (notebooks_dir / NOTEBOOKS[n]).is_file()]
+        pretrain(planned_runs(runnable, profile, data, seed, extra_seeds), workers, runs_dir,
+                 data_root)
     results: dict[str, NotebookRun] = {}
     jobs: list[Job] = []
     for notebook_id in selected:

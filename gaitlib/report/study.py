@@ -197,8 +197,12 @@ def ablation(artifact_id: str, runs: dict[str, Run],
             else first.result()
     keys = {row.key(): (row.setting or row.label) for row in art.rows}
     seed = runs[art.rows[0].key()].spec.seed
-    return ablation_table(results, reported(artifact_id), keys=keys,
-                          reference=art.reference_row().key(), bootstrap=bootstrap, seed=seed)
+    table = ablation_table(results, reported(artifact_id), keys=keys,
+                           reference=art.reference_row().key(), bootstrap=bootstrap, seed=seed)
+    seeds = {seed} | {r.spec.seed for rows in (seed_runs or {}).values() for r in rows}
+    if len(seeds) > 1:
+        table.attrs["seeds"] = sorted(seeds)
+    return table
 
 
 def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
@@ -207,8 +211,9 @@ def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
     readers without the data: ``<results_dir>/<id>/<data>-<profile>.json``.
 
     Only when ``gaitlib reproduce`` publishes (:func:`gaitlib.report.results.publishing`):
-    running the notebook by hand records nothing.  An unchanged record is left as it is.
-    Returns the path, or None when nothing was recorded.
+    running the notebook by hand records nothing.  An unchanged record is left as it is, and so
+    is a record of the same data and profile with more seeds.  Returns the path, or None when
+    nothing was recorded.
     """
     from gaitlib.report.results import PUBLISH_ENV, git_commit, publishing, write_record
 
@@ -231,6 +236,12 @@ def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
     }
     if "paired" in table.attrs:  # ablations: per row and condition delta, delta_ci, seed_sd
         payload["paired"] = table.attrs["paired"]
+    if "seeds" in table.attrs:  # the seeds behind seed_sd
+        payload["seeds"] = table.attrs["seeds"]
+    if out.is_file() and len(json.loads(out.read_text()).get("seeds", [0])) > len(payload.get("seeds", [0])):
+        print(f"not recorded: {out} holds a record with more seeds (a rebuild without "
+              "--extra-seeds keeps it)")
+        return None
     write_record(out, payload)
     return out
 

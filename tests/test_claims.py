@@ -1,0 +1,124 @@
+"""The ablation claims against seed noise: the seed SD of a delta, the verdicts, and that a rebuild
+without extra seeds keeps a page and a record made with them."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nbformat
+import pandas as pd
+import pytest
+
+from gaitlib.report import claims
+from gaitlib.report.artifacts import artifact
+
+
+def _cell(delta, ci, paper, sd=None):
+    return {"delta": delta, "delta_ci": ci, "excludes_zero": ci is not None and (ci[0] > 0 or ci[1] < 0),
+            "paper_delta": paper, "seed_sd": sd}
+
+
+def _record(tmp_path, aid, data="synthetic", seeds=(0, 1, 2, 3, 4), full=(6.0, (2.0, 9.0)),
+            middle=(-5.0, (-8.0, -2.0)), sds=(1.0, 2.0)):
+    art = artifact(aid)
+    ref, full_key = art.reference_row().key(), art.rows[-1].key()
+    others = [r.key() for r in art.rows if r.key() not in (ref, full_key)]
+    rows = {ref: {c: _cell(0.0, None, 0.0, sds[0]) for c in claims.CONDITIONS},
+            full_key: {c: _cell(full[0], full[1], 4.0, sds[1]) for c in claims.CONDITIONS}}
+    for key in others:
+        rows[key] = {c: _cell(middle[0], middle[1], 1.0) for c in claims.CONDITIONS}
+    payload = {"artifact": aid, "data": data, "profile": "cpu", "recorded": "2026-12-04T00:00:00",
+               "git_commit": "abc", "runs": {}, "table": [{"label": ref}],
+               "paired": {"reference": ref, "rows": rows}, "seeds": list(seeds)}
+    out = tmp_path / aid / f"{data}-cpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload))
+    return ref, full_key, others
+
+
+def test_seed_sd_of_a_delta_adds_the_two_rows_variances():
+    rows = {"ref": {"NM": {"seed_sd": 3.0}}, "full": {"NM": {"seed_sd": 4.0}},
+            "other": {"NM": {"seed_sd": None}}}
+    assert claims.delta_seed_sd(rows, "ref", "full", "NM") == (5.0, "measured")
+    sd, source = claims.delta_seed_sd(rows, "ref", "other", "NM")
+    assert source == "pooled" and sd == pytest.approx(math.hypot(3.0, math.sqrt((9 + 16) / 2)))
+    rows["ref"]["NM"]["seed_sd"] = None
+    sd, source = claims.delta_seed_sd(rows, "ref", "full", "NM")
+    assert math.isnan(sd) and source == ""
+
+
+@pytest.mark.parametrize("delta,excludes,sd,paper,expected", [
+    (6.0, True, 2.0, 4.0, "supported"),
+    (-6.0, True, 2.0, 4.0, "contradicted"),
+    (3.0, True, 2.0, 4.0, "unresolved"),  # within two seed SDs
+    (6.0, False, 2.0, 4.0, "unresolved"),  # the CI covers 0
+    (6.0, True, math.nan, 4.0, "unresolved"),  # no seeds: training noise unknown
+])
+def test_verdicts(delta, excludes, sd, paper, expected):
+    assert claims.verdict(delta, excludes, sd, paper) == expected
+
+
+def test_claims_per_table(tmp_path):
+    ref, full, others = _record(tmp_path, "cstl-t3")
+    table = claims.claims(tmp_path)
+    assert set(table["artifact"]) == {"cstl-t3"} and ref not in set(table["row"])
+    assert len(table) == (1 + len(others)) * len(claims.CONDITIONS)
+    line = table[(table["row"] == full) & (table["condition"] == "Mean")].iloc[0]
+    assert line["seed SD of delta"] == pytest.approx(math.hypot(1.0, 2.0))
+    assert line["beyond 2 seed SD"] and line["verdict"] == "supported"
+    other = table[(table["row"] == others[0]) & (table["condition"] == "NM")].iloc[0]
+    assert other["SD from"] == "pooled" and other["verdict"] == "contradicted"  # -5 against +1
+    counts = claims.verdict_counts(table)
+    assert counts.loc["cstl-t3", "full model"] == "supported"
+    assert counts.loc["cstl-t3", "contradicted"] == len(others)
+    assert counts.loc["cstl-t3", "seeds"] == 5
+    shown = claims.readable(table)
+    assert shown.loc[("cstl-t3", full, "Mean"), "delta [95% CI]"] == "+6.0 [+2.0, +9.0] *"
+
+
+def test_a_record_without_seeds_resolves_nothing(tmp_path):
+    _record(tmp_path, "local3d-t4", seeds=(0,), sds=(None, None))
+    table = claims.claims(tmp_path)
+    assert set(table["verdict"]) == {"unresolved"} and table["beyond 2 seed SD"].isna().all()
+
+
+def test_the_page_shown_decides(tmp_path):
+    _record(tmp_path, "cstl-t5", data="synthetic")
+    real = tmp_path / "cstl-t5" / "casia-b-cpu.json"  # the page shows real data: no deltas recorded
+    real.write_text(json.dumps({"artifact": "cstl-t5", "data": "casia-b", "profile": "cpu",
+                                "recorded": "x", "git_commit": "y", "runs": {}, "table": []}))
+    assert claims.claims(tmp_path).empty
+    assert claims.verdict_counts(pd.DataFrame()).empty
+
+
+# --- a rebuild without extra seeds keeps what was made with them ----------------------------------
+
+def test_a_rebuild_without_seeds_keeps_the_seeded_page(tmp_path):
+    from gaitlib.report.reproduce import more_faithful_published
+
+    page = tmp_path / "cstl-t3.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"data": "casia-b", "profile": "cpu", "extra_seeds": "1,2,3,4"}}
+    nbformat.write(nb, page)
+    assert more_faithful_published(page, {"data": "casia-b", "profile": "cpu", "extra_seeds": ""},
+                                   "cstl-t3") == "casia-b/cpu, 5 seeds"
+    same = {"data": "casia-b", "profile": "cpu", "extra_seeds": "1,2,3,4"}
+    assert more_faithful_published(page, same, "cstl-t3") == ""
+    # a more faithful profile wins over seeds
+    assert more_faithful_published(page, {"data": "casia-b", "profile": "paper"}, "cstl-t3") == ""
+
+
+def test_a_record_with_more_seeds_is_kept(tmp_path, monkeypatch, capsys):
+    from gaitlib.report import study
+    from gaitlib.report.results import PUBLISH_ENV
+
+    monkeypatch.setenv(PUBLISH_ENV, "1")
+    _record(tmp_path, "cstl-t4", data="synthetic")
+    before = (tmp_path / "cstl-t4" / "synthetic-cpu.json").read_text()
+    table = pd.DataFrame({"label": ["x"], "NM reproduced": [1.0]})
+    assert study.record("cstl-t4", table, {}, tmp_path, "cpu", "synthetic") is None
+    assert "more seeds" in capsys.readouterr().out
+    assert (tmp_path / "cstl-t4" / "synthetic-cpu.json").read_text() == before
+    table.attrs["seeds"] = [0, 1, 2, 3, 4, 5]
+    assert study.record("cstl-t4", table, {}, tmp_path, "cpu", "synthetic") is not None
