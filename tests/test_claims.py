@@ -122,3 +122,20 @@ def test_a_record_with_more_seeds_is_kept(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "cstl-t4" / "synthetic-cpu.json").read_text() == before
     table.attrs["seeds"] = [0, 1, 2, 3, 4, 5]
     assert study.record("cstl-t4", table, {}, tmp_path, "cpu", "synthetic") is not None
+
+
+def test_the_page_note_gives_verdicts_only_with_seeds():
+    from gaitlib.report import study
+
+    rows = {"base": {c: _cell(0.0, None, 0.0, 1.0) for c in claims.CONDITIONS},
+            "mid": {c: _cell(-5.0, (-8.0, -2.0), 1.0) for c in claims.CONDITIONS},
+            "full": {c: _cell(6.0, (2.0, 9.0), 4.0, 1.0) for c in claims.CONDITIONS}}
+    table = pd.DataFrame({"label": list(rows)})
+    table.attrs["paired"] = {"reference": "base", "rows": rows}
+    one = study.paired_note(table)
+    assert "1 row(s) differ in the paper's direction" in one and "1 differ in the opposite" in one
+    assert "no claim is settled" in one and "supported" not in one
+    table.attrs["seeds"] = [0, 1, 2]
+    three = study.paired_note(table)
+    assert "1 supported, 1 contradicted, 0 unresolved" in three
+    assert "The full model's delta, +6.0 against the paper's +4.0" in three and "**supported**" in three

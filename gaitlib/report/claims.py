@@ -70,29 +70,43 @@ def claims(results_dir: str | os.PathLike) -> pd.DataFrame:
         entries = recorded(results_dir, aid)
         if not entries or not entries[0].get("paired"):  # the page's record has no deltas
             continue
-        best, paired = entries[0], entries[0]["paired"]
-        rows, reference = paired["rows"], paired["reference"]
-        for row, conditions in rows.items():
-            if row == reference:
-                continue
-            for cond in CONDITIONS:
-                cell = conditions.get(cond)
-                if cell is None or cell.get("delta_ci") is None:
-                    continue
-                sd, source = delta_seed_sd(rows, reference, row, cond)
-                paper = cell.get("paper_delta")
-                paper = math.nan if paper is None else float(paper)
-                lines.append({
-                    "artifact": aid, "data": data_label(best), "seeds": len(best.get("seeds", [0])),
-                    "row": row, "reference": reference, "condition": cond,
-                    "delta": cell["delta"], "ci low": cell["delta_ci"][0],
-                    "ci high": cell["delta_ci"][1], "ci excludes 0": bool(cell["excludes_zero"]),
-                    "seed SD of delta": sd, "SD from": source,
-                    "beyond 2 seed SD": (abs(cell["delta"]) > 2 * sd) if sd == sd else None,
-                    "paper delta": paper,
-                    "verdict": verdict(cell["delta"], bool(cell["excludes_zero"]), sd,
-                                       0.0 if paper != paper else paper)})
+        best = entries[0]
+        lines += _lines(aid, best["paired"], data_label(best), len(best.get("seeds", [0])))
     return pd.DataFrame(lines)
+
+
+def of_table(artifact_id: str, table: pd.DataFrame, data: str = "") -> pd.DataFrame:
+    """:func:`claims` of one ablation table (:func:`gaitlib.report.study.ablation`) before it is
+    recorded: what an ablation page shows about its own rows."""
+    if "paired" not in table.attrs:
+        raise ValueError(f"{artifact_id}: the table has no paired deltas (not an ablation table)")
+    seeds = len(table.attrs.get("seeds", [0]))
+    return pd.DataFrame(_lines(artifact_id, table.attrs["paired"], data, seeds))
+
+
+def _lines(aid: str, paired: dict, data: str, seeds: int) -> list[dict]:
+    rows, reference = paired["rows"], paired["reference"]
+    lines = []
+    for row, conditions in rows.items():
+        if row == reference:
+            continue
+        for cond in CONDITIONS:
+            cell = conditions.get(cond)
+            if cell is None or cell.get("delta_ci") is None:
+                continue
+            sd, source = delta_seed_sd(rows, reference, row, cond)
+            paper = cell.get("paper_delta")
+            paper = math.nan if paper is None else float(paper)
+            lines.append({
+                "artifact": aid, "data": data, "seeds": seeds, "row": row, "reference": reference,
+                "condition": cond, "delta": cell["delta"], "ci low": cell["delta_ci"][0],
+                "ci high": cell["delta_ci"][1], "ci excludes 0": bool(cell["excludes_zero"]),
+                "seed SD of delta": sd, "SD from": source,
+                "beyond 2 seed SD": (abs(cell["delta"]) > 2 * sd) if sd == sd else None,
+                "paper delta": paper,
+                "verdict": verdict(cell["delta"], bool(cell["excludes_zero"]), sd,
+                                   0.0 if paper != paper else paper)})
+    return lines
 
 
 def verdict_counts(table: pd.DataFrame, condition: str = "Mean") -> pd.DataFrame:
@@ -128,5 +142,5 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["artifact", "row", "condition"])
 
 
-__all__ = ["CONDITIONS", "VERDICTS", "claims", "delta_seed_sd", "readable", "verdict",
+__all__ = ["CONDITIONS", "VERDICTS", "claims", "delta_seed_sd", "of_table", "readable", "verdict",
            "verdict_counts"]

@@ -538,31 +538,40 @@ def show_paired(table: pd.DataFrame):
 
 def paired_note(table: pd.DataFrame) -> str:
     """Markdown: which rows' paired deltas against the reference are resolved (CI excludes 0)
-    and whether they point the paper's way."""
+    and whether they point the paper's way; with extra seeds, the verdict on each claimed delta
+    (:mod:`gaitlib.report.claims`: the paper's sign, CI excluding 0 and beyond two seed SDs)."""
+    from gaitlib.report import claims
+
     info = table.attrs.get("paired")
     if not info:
         return ""
-    ref, lines = info["reference"], []
-    agree = contra = unresolved = 0
-    for label, entry in info["rows"].items():
-        if label == ref:
-            continue
-        e = entry["Mean"]
-        if e["delta_ci"] is None or e["paper_delta"] is None:
-            unresolved += 1
-        elif e["excludes_zero"] and (e["delta"] > 0) == (e["paper_delta"] > 0):
-            agree += 1
-        elif e["excludes_zero"]:
-            contra += 1
-        else:
-            unresolved += 1
-    lines.append(f"Against the reference row *{ref}*, on the mean over conditions: {agree} row(s) "
-                 f"differ in the paper's direction with a 95% paired CI that excludes 0, {contra} "
-                 f"differ in the opposite direction, {unresolved} are not resolved by this run. "
-                 f"The pairing resamples the test subjects once for both rows, so shared "
-                 f"difficulty cancels; it does not cover seed-to-seed variation of training "
-                 f"(the SD, where several seeds ran).")
-    return "\n".join(lines)
+    found = claims.of_table("", table)
+    mean = found[found["condition"] == "Mean"] if not found.empty else found
+    rows = len([r for r in info["rows"] if r != info["reference"]])
+    same_sign = (mean["delta"] > 0) == (mean["paper delta"] > 0)
+    agree = int((mean["ci excludes 0"] & same_sign).sum()) if len(mean) else 0
+    contra = int((mean["ci excludes 0"] & ~same_sign).sum()) if len(mean) else 0
+    text = (f"Against the reference row *{info['reference']}*, on the mean over conditions: {agree} "
+            f"row(s) differ in the paper's direction with a 95% paired CI that excludes 0, {contra} "
+            f"differ in the opposite direction, {rows - agree - contra} are not resolved by this "
+            f"run. The pairing resamples the test subjects once for both rows, so shared "
+            f"difficulty cancels; it does not cover seed-to-seed variation of training.")
+    seeds = len(table.attrs.get("seeds", [0]))
+    if seeds == 1:
+        return text + (" No extra seeds ran for this page, so training noise is unknown and no "
+                       "claim is settled here (`gaitlib reproduce --extra-seeds 1,2,3,4`).")
+    counts = mean["verdict"].value_counts()
+    full = mean.iloc[-1:]  # the full model is an ablation's last row
+    verdicts = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS)
+    text += (f"\n\nWith {seeds} seeds of the reference row and the full model, the seed SD of a "
+             f"delta joins the CI. The paper's claimed deltas (mean over conditions): {verdicts} "
+             f"(supported: the paper's sign, a CI that excludes 0 and more than two seed SDs).")
+    if len(full):
+        line = full.iloc[0]
+        text += (f" The full model's delta, {line['delta']:+.1f} against the paper's "
+                 f"{line['paper delta']:+.1f} with two seed SDs of {2 * line['seed SD of delta']:.1f},"
+                 f" is **{line['verdict']}**.")
+    return text
 
 
 def _parse_ci(text) -> tuple[float, float] | None:
