@@ -61,7 +61,7 @@ def claims(results_dir: str | os.PathLike) -> pd.DataFrame:
     its CI, the seed SD of the delta, whether it exceeds two of them, the paper's delta and the
     verdict on the paper's claim.  Empty when no ablation is recorded."""
     from gaitlib.report.evidence import data_label
-    from gaitlib.report.study import recorded
+    from gaitlib.report.records import recorded
 
     lines = []
     for aid in ARTIFACT_IDS:

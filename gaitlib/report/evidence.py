@@ -381,7 +381,7 @@ def verified_lines(results_dir: str | os.PathLike, models: set | None = None) ->
 
 def trained_rows(results_dir: str | os.PathLike) -> tuple[int, int]:
     """(distinct runs with a recorded result, distinct runs the study needs), any data/profile."""
-    from gaitlib.report.study import recorded
+    from gaitlib.report.records import recorded
 
     needed, done = set(), set()
     for aid in ARTIFACT_IDS:
@@ -419,7 +419,7 @@ def page_summary(artifact_id: str, table: pd.DataFrame | None, results_dir: str 
 def card(results_dir: str | os.PathLike) -> pd.DataFrame:
     """One line per artifact: the page's data and profile, rows run, what the ordering shows
     and what is pending (the evidence-level scorecard)."""
-    from gaitlib.report.study import headline, recorded
+    from gaitlib.report.records import headline, recorded
 
     dry = dry_run(results_dir)
     lines = []

@@ -285,7 +285,7 @@ def _error_message(err: Exception) -> str:
 
 def _faithfulness(parameters: dict) -> tuple[int, int, int]:
     """How faithful a page made with ``parameters`` is: data, then profile, then seeds."""
-    from gaitlib.report.study import FAITHFULNESS
+    from gaitlib.report.records import FAITHFULNESS
 
     seeds = 1 + len([s for s in str(parameters.get("extra_seeds", "")).split(",") if s.strip()])
     return (FAITHFULNESS["data"].get(parameters.get("data", ""), 0),

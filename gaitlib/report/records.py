@@ -1,0 +1,173 @@
+"""Published results: record an artifact's table as JSON and read the records back.
+
+:func:`record` writes ``<results_dir>/<id>/<data>-<profile>.json`` (only when ``gaitlib
+reproduce`` publishes); :func:`recorded` reads an artifact's records, most faithful first
+(:data:`FAITHFULNESS`); :func:`headline` and :func:`model_label` say what a record's headline
+number is; :func:`scorecard` and :func:`other_results` list the records for the book;
+:func:`is_binarized` tells whether a real-data store holds only 0/255 (recorded with real data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gaitlib.report.artifacts import artifact
+from gaitlib.report.compare import ours
+from gaitlib.report.runs import Run
+
+
+def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
+           results_dir: str | os.PathLike, profile: str, data: str) -> Path | None:
+    """Save the artifact's headline table and where it came from, for the scorecard and for
+    readers without the data: ``<results_dir>/<id>/<data>-<profile>.json``.
+
+    Only when ``gaitlib reproduce`` publishes (:func:`gaitlib.report.results.publishing`):
+    running the notebook by hand records nothing.  An unchanged record is left as it is, and so
+    is a record of the same data and profile with more seeds.  Returns the path, or None when
+    nothing was recorded.
+    """
+    from gaitlib.report.results import PUBLISH_ENV, git_commit, publishing, write_record
+
+    if not publishing():
+        print(f"not recorded: only `gaitlib reproduce` records results ({PUBLISH_ENV}=1)")
+        return None
+    out = Path(results_dir) / artifact_id / f"{data}-{profile}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stores = {r.config.data.store for r in runs.values()}
+    payload = {
+        "artifact": artifact_id, "data": data, "profile": profile,
+        # real data: whether the store holds only 0/255 (the shared CASIA-B copy is binarized)
+        **({"binarized": all(is_binarized(st) for st in sorted(stores))}
+           if data != "synthetic" and stores else {}),
+        "recorded": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
+        "runs": {k: {"dir": r.run_dir.name, "model": r.spec.model, "options": r.spec.option_dict,
+                     "iterations": r.config.schedule.iterations, "devices": r.devices()}
+                 for k, r in runs.items()},
+        "table": json.loads(table.reset_index().to_json(orient="records")),
+    }
+    if "paired" in table.attrs:  # ablations: per row and condition delta, delta_ci, seed_sd
+        payload["paired"] = table.attrs["paired"]
+    if "seeds" in table.attrs:  # the seeds behind seed_sd
+        payload["seeds"] = table.attrs["seeds"]
+    if out.is_file() and len(json.loads(out.read_text()).get("seeds", [0])) > len(payload.get("seeds", [0])):
+        print(f"not recorded: {out} holds a record with more seeds (a rebuild without "
+              "--extra-seeds keeps it)")
+        return None
+    write_record(out, payload)
+    return out
+
+
+FAITHFULNESS = {"data": {"casia-b": 2, "oumvlp": 2, "synthetic": 0},
+                "profile": {"paper": 2, "cpu": 1, "smoke": 0}}
+
+
+def recorded(results_dir: str | os.PathLike, artifact_id: str) -> list[dict]:
+    """Every recorded result of an artifact, most faithful first (real data over synthetic,
+    then paper over cpu over smoke)."""
+    folder = Path(results_dir) / artifact_id
+    found = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return sorted(found, key=lambda r: (-FAITHFULNESS["data"].get(r["data"], 0),
+                                        -FAITHFULNESS["profile"].get(r["profile"], 0)))
+
+
+def headline(entry: dict) -> dict:
+    """The headline of a recorded result: the paper's own model (first row of a main table, last
+    row of an ablation), its reproduced and reported mean over conditions, and how many rows
+    were reproduced."""
+    aid = entry["artifact"]
+    row = ours(aid)
+    table = pd.DataFrame(entry["table"])
+    if "label" in table.columns:  # ablation: one line per row
+        line = table.set_index("label").loc[row.key()]
+        return {"rows": len(table), "model": row.key(),
+                "reproduced": float(line["Mean reproduced"]), "reported": float(line["Mean reported"])}
+    done = table[table["reproduced"].notna()]
+    mine = done[(done["method"] == row.label) & (done["setting"] == row.setting)]
+    return {"rows": int(done.groupby(["method", "setting"]).ngroups), "model": row.key(),
+            "reproduced": float(mine["reproduced"].mean()),
+            "reported": float(mine["reported"].astype(float).mean())}
+
+
+PAPER_NAMES = {"gaitmm": "GaitMM", "local3d": "3D Local CNN", "cstl": "CSTL"}
+
+# The OU-MVLP evaluation variants (see gaitlib.evaluation.protocols), in words.
+# A probe "without a gallery" has no gallery sequence of its subject at the gallery view.
+SETTING_WORDS = {"discard": "OU-MVLP, probes without a gallery dropped",
+                 "miss": "OU-MVLP, probes without a gallery as misses"}
+
+
+def model_label(artifact_id: str) -> str:
+    """What the scorecard's headline number is, in words: the paper's model and its setting
+    (resolution, OU-MVLP evaluation variant), or which ablation row is the full model."""
+    art, row = artifact(artifact_id), ours(artifact_id)
+    name = PAPER_NAMES.get(art.paper, art.paper)
+    if art.kind == "ablation":
+        label = row.label if len(row.label) <= 24 else ""
+        setting = f"setting {row.setting}" if row.setting else ""
+        inside = ", ".join(x for x in (label, setting) if x and x != name)
+        return f"{name}, full model" + (f" ({inside})" if inside else "")
+    setting = SETTING_WORDS.get(row.setting, f"at {row.setting}" if row.setting else "")
+    return name + (f" ({setting})" if setting else "")
+
+
+def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every artifact by evidence level (see :mod:`gaitlib.report.evidence`): the data and profile
+    of the result its page shows, rows run, how the reproduced rows order against the paper's
+    (with their uncertainty), the full model's numbers here and in the paper, and the paper-scale
+    runs still pending with the device-hours they need."""
+    from gaitlib.report.evidence import card
+
+    out = card(results_dir)
+    out.insert(1, "paper's model", [model_label(aid) for aid in out.index])
+    return out
+
+
+def is_binarized(store_path: str | os.PathLike, sample: int = 200) -> bool:
+    """True when the store's frames (a sample of sequences) hold only 0 and 255."""
+    from gaitlib.data.store import Store
+
+    store = Store(store_path)
+    picks = np.linspace(0, len(store) - 1, min(sample, len(store))).astype(int)
+    return all(np.isin(np.unique(store.frames_of(int(i))), (0, 255)).all() for i in picks)
+
+
+def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str, data: str) -> str:
+    """Markdown: the other recorded results of this artifact (other data or profiles) made by the
+    same code version as this page, each with its date and commit.  Results of other code
+    versions are only counted: a page kept from an earlier build would otherwise quote numbers
+    that have since been replaced (the scorecard, rebuilt every time, lists the current ones)."""
+    from gaitlib.report.evidence import data_label, ordering
+    from gaitlib.report.results import git_commit
+
+    here = _base_commit(git_commit())
+    entries = [e for e in recorded(results_dir, artifact_id)
+               if (e["data"], e["profile"]) != (data, profile)]
+    same = [e for e in entries if _base_commit(e.get("git_commit", "")) == here]
+    if not entries:
+        return "No other recorded result of this artifact."
+    lines = [f"Other recorded results of this artifact made by the same code version "
+             f"({here[:7]}):", ""] if same else []
+    for e in same:
+        head = headline(e) if artifact(artifact_id).kind != "figure" else None
+        what = "" if head is None else (f": the paper's model {head['reproduced']:.1f} % "
+                                        f"(paper {head['reported']:.1f} %), "
+                                        f"{ordering(pd.DataFrame(e['table'])).summary()}")
+        lines.append(f"- {data_label(e)} data, {e['profile']} profile{what}; recorded "
+                     f"{e['recorded'][:10]} at commit {str(e['git_commit'])[:12]}")
+    older = len(entries) - len(same)
+    if older:
+        lines += ["", f"{older} other recorded result{'s' if older != 1 else ''} of this artifact "
+                      f"{'come' if older != 1 else 'comes'} from other code versions; the scorecard "
+                      "lists the current ones."]
+    return "\n".join(lines).strip()
+
+
+def _base_commit(commit: str) -> str:
+    """A commit without its '+dirty' mark."""
+    return str(commit).split("+")[0]
