@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from gaitlib.report.artifacts import artifact
-from gaitlib.report.compare import ours
+from gaitlib.report.compare import PAPERS, ours
 from gaitlib.report.runs import Run
 
 
@@ -94,8 +94,6 @@ def headline(entry: dict) -> dict:
             "reported": float(mine["reported"].astype(float).mean())}
 
 
-PAPER_NAMES = {"gaitmm": "GaitMM", "local3d": "3D Local CNN", "cstl": "CSTL"}
-
 # The OU-MVLP evaluation variants (see gaitlib.evaluation.protocols), in words.
 # A probe "without a gallery" has no gallery sequence of its subject at the gallery view.
 SETTING_WORDS = {"discard": "OU-MVLP, probes without a gallery dropped",
@@ -106,7 +104,7 @@ def model_label(artifact_id: str) -> str:
     """What the scorecard's headline number is, in words: the paper's model and its setting
     (resolution, OU-MVLP evaluation variant), or which ablation row is the full model."""
     art, row = artifact(artifact_id), ours(artifact_id)
-    name = PAPER_NAMES.get(art.paper, art.paper)
+    name = PAPERS.get(art.paper, art.paper)
     if art.kind == "ablation":
         label = row.label if len(row.label) <= 24 else ""
         setting = f"setting {row.setting}" if row.setting else ""

@@ -47,7 +47,6 @@ from gaitlib.report.display import (
 )
 from gaitlib.report.records import (
     FAITHFULNESS,
-    PAPER_NAMES,
     SETTING_WORDS,
     headline,
     is_binarized,
@@ -70,7 +69,7 @@ __all__ = [
     "CAPTIONS", "caption_for", "compact_ablation", "ordering_note", "paired_note",
     "plot_ablation", "show", "show_paired",
     # gaitlib.report.records
-    "FAITHFULNESS", "PAPER_NAMES", "SETTING_WORDS", "headline", "is_binarized", "model_label",
+    "FAITHFULNESS", "SETTING_WORDS", "headline", "is_binarized", "model_label",
     "other_results", "record", "recorded", "scorecard",
 ]
 
