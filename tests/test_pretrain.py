@@ -62,3 +62,15 @@ def test_pool_trains_into_the_cache_the_notebooks_read(tmp_path, capsys):
         assert run.reused and run.evaluation
     again = pretrain(specs, workers, tmp_path / "runs", tmp_path / "data")
     assert [d.status for d in again] == ["cached"] * 3
+
+
+def test_training_summary_says_where_the_time_went():
+    from gaitlib.report.pretrain import Trained
+    from gaitlib.report.reproduce import training_summary
+
+    spec = RunSpec.of("gaitset")
+    done = [Trained(spec, "trained", 30.0), Trained(spec, "trained", 10.0), Trained(spec, "cached"),
+            Trained(spec, "failed", 2.0, "boom")]
+    line = training_summary(done, 21.0)
+    assert "2 trained, 1 cached, 1 failed" in line and "42 s of runs in 21 s wall" in line
+    assert "2.00 runs at a time" in line

@@ -499,8 +499,9 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
 
         runnable = [n for n in selected if not skip_reason(n, data)
                     and (notebooks_dir / NOTEBOOKS[n]).is_file()]
-        pretrain(planned_runs(runnable, profile, data, seed, extra_seeds), workers, runs_dir,
-                 data_root)
+        trained = pretrain(planned_runs(runnable, profile, data, seed, extra_seeds), workers,
+                           runs_dir, data_root)
+        print(training_summary(trained, time.perf_counter() - started), flush=True)
     results: dict[str, NotebookRun] = {}
     jobs: list[Job] = []
     for notebook_id in selected:
@@ -521,10 +522,23 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     runs = [results[n] for n in selected]
     print(format_runs(runs, time.perf_counter() - started))
     if build:
+        build_start = time.perf_counter()
         code = build_book(Path(root))
         if code:
             raise BookBuildError(f"the book build failed (exit code {code}); see the Sphinx output above")
+        print(f"book build: {time.perf_counter() - build_start:.0f} s; everything: "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
     return runs
+
+
+def training_summary(trained: Sequence, wall: float) -> str:
+    """Where the training time went: runs trained, cached and failed, the sum of their times and
+    the wall-clock time (the pool's parallelism is their ratio)."""
+    by = {s: [t for t in trained if t.status == s] for s in ("trained", "cached", "failed")}
+    busy = sum(t.seconds for t in trained)
+    return (f"training before the notebooks: {len(by['trained'])} trained, {len(by['cached'])} "
+            f"cached, {len(by['failed'])} failed; {busy:.0f} s of runs in {wall:.0f} s wall "
+            f"({busy / wall if wall > 0 else 0:.2f} runs at a time on average)")
 
 
 def format_runs(runs: Sequence[NotebookRun], wall: float | None = None) -> str:
