@@ -138,7 +138,8 @@ def seed_runs(artifact_id: str, seeds, profile: str = "cpu", data: str = "synthe
         out[row.key()] = []
         for seed in seeds:
             spec = spec_for(row, data, profile, int(seed))
-            print(f"{row.key()} seed {seed}", flush=True)
+            if progress:
+                print(f"{row.key()} seed {seed}", flush=True)
             out[row.key()].append(ensure_run(spec, runs_dir, data_root, device, progress=progress))
     return out
 
