@@ -246,6 +246,7 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     two = cpu_workers()
     assert len(two) == 2 and all(w.env["OMP_NUM_THREADS"] == "1" and w.device == "cpu" for w in two)
+    assert all(int(w.env["MALLOC_MMAP_THRESHOLD_"]) == 32 << 20 for w in two)
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert len(cpu_workers()) == 8 and cpu_workers()[0].env["OMP_NUM_THREADS"] == "2"
     assert cpu_workers(4)[0].env["OMP_NUM_THREADS"] == "4"

@@ -117,6 +117,15 @@ def check_gpus(gpus: Sequence[int | str]) -> None:
                          f"{count} GPU(s), ids 0-{count - 1}")
 
 
+# glibc's malloc hands blocks over its (dynamic) mmap threshold back to the kernel on free and
+# trims the heap top, so every training step faults its activations' pages in again: 7-15% of a
+# cpu-profile step went to system time (measured per model with getrusage, 1 thread).  Keeping
+# blocks up to 32 MB on the heap and never trimming it cut that to ~1% and the CPU time of a step
+# by 6-14%.  Allocation only: results are unchanged.
+CPU_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+              "MALLOC_TOP_PAD_": str(256 << 20)}
+
+
 def cpu_workers(jobs: int | None = None) -> list[Worker]:
     """``jobs`` CPU workers splitting the cores between them (``None``: as many jobs as cores on a
     small machine, two cores per job from 4 cores up). Small convolutions use two threads poorly,
@@ -127,7 +136,7 @@ def cpu_workers(jobs: int | None = None) -> list[Worker]:
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     threads = str(max(1, cores // jobs))
-    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **CPU_MALLOC}
     return [Worker(f"cpu{i}", "cpu", env) for i in range(jobs)]
 
 
