@@ -341,7 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "Order: synthetic-data, the artifacts, then " + FINAL + " (it reads the others'\n"
                     "results). Status: ok; failed; skipped (the artifact needs another dataset);\n"
                     "missing (no notebook yet). Training runs are cached in --runs-dir and shared\n"
-                    "between artifacts; an interrupted run resumes where it stopped.\n"
+                    "between artifacts; an interrupted run resumes where it stopped. With\n"
+                    "several workers (--jobs, --gpus) every run the selected notebooks need is\n"
+                    "trained first, costliest first, then the notebooks execute; a page made\n"
+                    "with real data or more seeds is kept over a cheaper rebuild.\n"
                     "Exit code: 0, 1 when a notebook failed, 2 on bad input or a failed book build.",
         epilog="examples:\n"
                "  gaitlib reproduce --profile smoke           # plumbing check, minutes\n"
@@ -375,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     rep.add_argument("--extra-seeds", type=_csv_list, default=(), metavar="SEEDS",
                      help="comma-separated further seeds of each ablation's reference row and full "
-                          "model, e.g. 1,2,3,4: the ablation pages add their seed-to-seed SD")
+                          "model, e.g. 1,2,3,4: the ablation pages add their seed-to-seed SD and a "
+                          "verdict on each claimed delta (make evidence)")
     rep.add_argument("--no-build", action="store_true", help="run the notebooks, skip the HTML build")
     rep.add_argument("--allow-dirty", action="store_true",
                      help="publish even from a checkout with uncommitted source changes (results "
