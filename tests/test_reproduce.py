@@ -406,3 +406,10 @@ def test_only_reproduce_records(tmp_path, monkeypatch):
     assert write_record(path, {"recorded": "wednesday", "git_commit": "c", "table": [2]})
     assert not write_record(path, {"recorded": "thursday", "git_commit": "d+dirty", "table": [2]})
     assert json.loads(path.read_text())["git_commit"] == "c"
+
+
+def test_the_scorecard_is_the_same_page_whatever_the_data():
+    # it summarises every dataset's records, so rebuilding either edition must not rewrite it
+    from gaitlib.report.reproduce import NOTEBOOKS, REPO, declared_parameters
+
+    assert "data" not in declared_parameters(REPO / "notebooks" / NOTEBOOKS["scorecard"])
