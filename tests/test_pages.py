@@ -51,7 +51,13 @@ def test_notebooks_check_their_parameters_first(nb_id):
     first = next(c for c in cells[tagged[0] + 1:] if c.cell_type == "code")
     code = [line for line in first.source.splitlines() if line and not line.startswith("#")]
     assert code[0] == "from gaitlib.report.parameters import check_parameters"
-    assert code[1].startswith("check_parameters(profile=profile, data=data, data_root=data_root")
+    # every declared parameter the checker knows is checked (the scorecard has no ``data``)
+    declared = {line.split(":")[0] for line in cells[tagged[0]].source.splitlines()
+                if line and not line.startswith("#")}
+    call = " ".join(code[1:3])
+    assert code[1].startswith("check_parameters(profile=profile, ")
+    for name in ("data", "data_root", "device", "seed", "runs_dir", "results_dir"):
+        assert (f"{name}={name}" in call) == (name in declared), name
 
 
 @pytest.mark.parametrize("nb_id", list(NOTEBOOKS))
