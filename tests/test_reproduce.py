@@ -241,7 +241,7 @@ def test_ensure_run_trains_a_shared_run_once(tmp_path, monkeypatch):
 
 
 def test_cpu_workers_share_the_cores(monkeypatch):
-    from gaitlib.report.reproduce import cpu_workers
+    from gaitlib.report.workers import cpu_workers
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     two = cpu_workers()

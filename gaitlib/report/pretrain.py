@@ -120,7 +120,7 @@ def _train_in_subprocess(spec: RunSpec, device: str, env: dict[str, str], runs_d
 def pretrain(specs: Sequence[RunSpec], workers: Sequence, runs_dir: str | os.PathLike = "runs",
              data_root: str | os.PathLike = "data") -> list[Trained]:
     """Train the unfinished ``specs`` in parallel, one process per worker slot
-    (:class:`gaitlib.report.reproduce.Worker`: its device and environment), costliest first.
+    (:class:`gaitlib.report.workers.Worker`: its device and environment), costliest first.
     A failed run is reported and never stops the others (its notebook reports it again)."""
     import queue
 
@@ -158,6 +158,16 @@ def pretrain(specs: Sequence[RunSpec], workers: Sequence, runs_dir: str | os.Pat
     with ThreadPoolExecutor(max_workers=len(workers)) as pool:
         results.extend(pool.map(one, todo))
     return results
+
+
+def training_summary(trained: Sequence, wall: float) -> str:
+    """Where the training time went: runs trained, cached and failed, the sum of their times and
+    the wall-clock time (the pool's parallelism is their ratio)."""
+    by = {s: [t for t in trained if t.status == s] for s in ("trained", "cached", "failed")}
+    busy = sum(t.seconds for t in trained)
+    return (f"training before the notebooks: {len(by['trained'])} trained, {len(by['cached'])} "
+            f"cached, {len(by['failed'])} failed; {busy:.0f} s of runs in {wall:.0f} s wall "
+            f"({busy / wall if wall > 0 else 0:.2f} runs at a time on average)")
 
 
 def _child(job_path: str) -> int:

@@ -11,9 +11,11 @@ here may record results into ``book/results`` (``GAITLIB_PUBLISH``, see
 The notebooks run in a fixed order: ``synthetic-data``, one notebook per artifact of
 :data:`gaitlib.report.artifacts.ARTIFACT_IDS`, then ``scorecard``, which reads the others' results
 and so always runs after all of them have finished.  With GPUs (``gpus=``) the artifact notebooks
-run in parallel, one per GPU at a time, each in its own process that sees only its GPU; the run
-cache (:func:`gaitlib.report.runs.ensure_run`) locks each run, so two notebooks asking for the same
-run train it once.
+run in parallel, one per GPU at a time, each in its own process that sees only its GPU (on the
+CPU, workers split the cores; the pool is :mod:`gaitlib.report.workers`).  With several workers,
+every run the notebooks need is trained first (:mod:`gaitlib.report.pretrain`); the run cache
+(:func:`gaitlib.report.runs.ensure_run`) locks each run, so two processes asking for the same run
+train it once.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS
 from gaitlib.report.results import PUBLISH_ENV
 from gaitlib.report.runs import store_path
+from gaitlib.report.workers import Worker, check_gpus, cpu_workers, gpu_workers
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "cpu", "paper")
@@ -72,72 +75,6 @@ class NotebookRun:
     status: str  # "ok", "failed", "skipped" (cannot run on this data), "missing" (no source notebook)
     seconds: float
     message: str = ""
-
-
-@dataclass(frozen=True)
-class Worker:
-    """One slot of the parallel pool: the ``device`` parameter its notebooks get and the extra
-    environment of their process (``CUDA_VISIBLE_DEVICES`` for a GPU)."""
-
-    name: str
-    device: str
-    env: dict[str, str] = field(default_factory=dict)
-
-
-def gpu_workers(gpus: Sequence[int | str]) -> list[Worker]:
-    """One worker per GPU id; its process sees only that GPU, so the notebooks use device 'cuda'
-    (the training code maps 'cuda' to the first visible GPU)."""
-    workers = []
-    for gpu in gpus:
-        text = str(gpu).strip()
-        if not text.isdigit():
-            raise ValueError(f"GPU ids are non-negative integers (e.g. 0,1,2,3), got {gpu!r}")
-        workers.append(Worker(f"gpu{text}", "cuda", {"CUDA_VISIBLE_DEVICES": text}))
-    if not workers:
-        raise ValueError("--gpus needs at least one GPU id, e.g. --gpus 0,1")
-    return workers
-
-
-def check_gpus(gpus: Sequence[int | str]) -> None:
-    """Refuse GPU ids that torch cannot see here (no CUDA at all, or ids past the last GPU), so a
-    CPU-only machine never runs a 'GPU' build that silently trains on the CPU."""
-    import torch
-
-    ids = [int(str(g).strip()) for g in gpus]
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    asked = ",".join(str(i) for i in ids)
-    if count == 0:
-        raise ValueError(f"--gpus {asked}: torch sees no CUDA GPU on this machine (torch "
-                         f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); run "
-                         "without --gpus to use the CPU, or install the CUDA build of PyTorch "
-                         "(see the README)")
-    beyond = [i for i in ids if i >= count]
-    if beyond:
-        raise ValueError(f"--gpus {asked}: no GPU {', '.join(map(str, beyond))} here; torch sees "
-                         f"{count} GPU(s), ids 0-{count - 1}")
-
-
-# glibc's malloc hands blocks over its (dynamic) mmap threshold back to the kernel on free and
-# trims the heap top, so every training step faults its activations' pages in again: 7-15% of a
-# cpu-profile step went to system time (measured per model with getrusage, 1 thread).  Keeping
-# blocks up to 32 MB on the heap and never trimming it cut that to ~1% and the CPU time of a step
-# by 6-14%.  Allocation only: results are unchanged.
-CPU_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
-              "MALLOC_TOP_PAD_": str(256 << 20)}
-
-
-def cpu_workers(jobs: int | None = None) -> list[Worker]:
-    """``jobs`` CPU workers splitting the cores between them (``None``: as many jobs as cores on a
-    small machine, two cores per job from 4 cores up). Small convolutions use two threads poorly,
-    so two single-thread notebooks finish sooner than one two-thread notebook at a time."""
-    cores = os.cpu_count() or 1
-    if jobs is None:
-        jobs = cores if cores < 4 else cores // 2
-    if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    threads = str(max(1, cores // jobs))
-    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **CPU_MALLOC}
-    return [Worker(f"cpu{i}", "cpu", env) for i in range(jobs)]
 
 
 def synthetic_store_path(data_root: Path, profile: str, shape: str = "casia-b") -> Path:
@@ -504,7 +441,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     out_dir = Path(root) / "book"
     started = time.perf_counter()
     if train_first and workers and len(workers) > 1:  # no worker waits on another's run lock
-        from gaitlib.report.pretrain import planned_runs, pretrain
+        from gaitlib.report.pretrain import planned_runs, pretrain, training_summary
 
         runnable = [n for n in selected if not skip_reason(n, data)
                     and (notebooks_dir / NOTEBOOKS[n]).is_file()]
@@ -538,16 +475,6 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
         print(f"book build: {time.perf_counter() - build_start:.0f} s; everything: "
               f"{time.perf_counter() - started:.0f} s", flush=True)
     return runs
-
-
-def training_summary(trained: Sequence, wall: float) -> str:
-    """Where the training time went: runs trained, cached and failed, the sum of their times and
-    the wall-clock time (the pool's parallelism is their ratio)."""
-    by = {s: [t for t in trained if t.status == s] for s in ("trained", "cached", "failed")}
-    busy = sum(t.seconds for t in trained)
-    return (f"training before the notebooks: {len(by['trained'])} trained, {len(by['cached'])} "
-            f"cached, {len(by['failed'])} failed; {busy:.0f} s of runs in {wall:.0f} s wall "
-            f"({busy / wall if wall > 0 else 0:.2f} runs at a time on average)")
 
 
 def format_runs(runs: Sequence[NotebookRun], wall: float | None = None) -> str:
