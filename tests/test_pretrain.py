@@ -73,3 +73,11 @@ def test_training_summary_says_where_the_time_went():
     line = training_summary(done, 21.0)
     assert "2 trained, 1 cached, 1 failed" in line and "42 s of runs in 21 s wall" in line
     assert "2.00 runs at a time" in line
+
+
+def test_a_spec_survives_its_json_form():
+    import json
+
+    spec = RunSpec.of("local3d", data="casia-b", seed=3, paths=["head", "torso"], blocks=[2])
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert spec.options_text() == "blocks=[2];paths=['head', 'torso']"

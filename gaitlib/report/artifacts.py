@@ -52,6 +52,11 @@ class Artifact:
                 return row
         raise ValueError(f"{self.id}: reference row {key!r} is not one of its rows")
 
+    def seeded_rows(self) -> tuple[Row, ...]:
+        """The rows an ablation trains extra seeds of: its reference row and its full model (the
+        last row), the two whose difference is the table's claim."""
+        return tuple({r.key(): r for r in (self.reference_row(), self.rows[-1])}.values())
+
 
 def _rows(model: str, *specs: tuple[str, dict], setting: str = "") -> tuple[Row, ...]:
     return tuple(Row(label, model, opts, setting) for label, opts in specs)

@@ -88,10 +88,6 @@ def study_runs(only: Sequence[str] | None = None, profile: str = "paper", data: 
     return list(runs.values())
 
 
-def _options_text(spec: RunSpec) -> str:
-    return ";".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in spec.options)
-
-
 def _peak_reset() -> None:
     """Reset the kernel's peak-RSS counter (VmHWM) of this process, where Linux allows it."""
     try:
@@ -241,7 +237,7 @@ def dry_run_one(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: 
     from gaitlib.training.trainer import build_model, resolve_subjects, train
 
     config = resolve(spec, data_root, device, workers)
-    row = DryRunRow(spec.model, spec.shape, _options_text(spec), " ".join(artifacts),
+    row = DryRunRow(spec.model, spec.shape, spec.options_text(), " ".join(artifacts),
                     config.schedule.iterations, config.sampling.p * config.sampling.k,
                     config.sampling.frames, config.data.resolution or
                     int(config.model.options.get("resolution", 64)), 0, git_commit=git_commit())
@@ -405,10 +401,7 @@ def _in_child(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: Pa
     with tempfile.TemporaryDirectory() as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "row.json"
         job.write_text(json.dumps({
-            "spec": {"model": spec.model, "options": [[k, list(v) if isinstance(v, tuple) else v]
-                                                      for k, v in spec.options],
-                     "data": spec.data, "profile": spec.profile, "seed": spec.seed,
-                     "shape": spec.shape},
+            "spec": spec.to_dict(),
             "artifacts": artifacts, "data_root": str(Path(data_root).resolve()),
             "runs_dir": str(Path(runs_dir).resolve()), "device": device, "steps": steps,
             "workers": workers, "result": str(result)}))
@@ -419,17 +412,14 @@ def _in_child(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: Pa
         if result.is_file():
             return DryRunRow(**json.loads(result.read_text()))
     tail = (proc.stderr or proc.stdout).strip().splitlines()
-    return DryRunRow(spec.model, spec.shape, _options_text(spec), " ".join(artifacts), 0, 0, 0, 0, 0,
+    return DryRunRow(spec.model, spec.shape, spec.options_text(), " ".join(artifacts), 0, 0, 0, 0, 0,
                      status="failed", message=f"process exited {proc.returncode}: "
                                               f"{tail[-1] if tail else 'no output'}"[:300])
 
 
 def _child(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
-    s = job["spec"]
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in s["options"]}
-    spec = RunSpec.of(s["model"], data=s["data"], profile=s["profile"], seed=s["seed"],
-                      shape=s["shape"], **options)
+    spec = RunSpec.from_dict(job["spec"])
     row = dry_run_one(spec, job["artifacts"], Path(job["data_root"]), Path(job["runs_dir"]),
                       job["device"], job["steps"], job["workers"])
     Path(job["result"]).write_text(json.dumps(asdict(row)))

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from gaitlib.report.artifacts import ARTIFACTS
@@ -56,7 +56,7 @@ def planned_runs(notebooks: Sequence[str], profile: str, data: str, seed: int = 
             specs.setdefault(RunSpec.of(row.model, data=data, profile=profile, seed=seed,
                                         shape=row.shape, **row.options))
         if art.kind == "ablation":
-            for row in {r.key(): r for r in (art.reference_row(), art.rows[-1])}.values():
+            for row in art.seeded_rows():
                 for extra in extra_seeds:
                     specs.setdefault(RunSpec.of(row.model, data=data, profile=profile,
                                                 seed=int(extra), shape=row.shape, **row.options))
@@ -96,9 +96,8 @@ def _is_finished(spec: RunSpec, runs_dir: Path, data_root: Path) -> bool:
 
 
 def describe(spec: RunSpec) -> str:
-    options = ",".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in spec.options)
     shape = " oumvlp" if spec.shape == "oumvlp" else ""
-    return f"{spec.model}[{options}]{shape} seed {spec.seed}"
+    return f"{spec.model}[{spec.options_text()}]{shape} seed {spec.seed}"
 
 
 def _train_in_subprocess(spec: RunSpec, device: str, env: dict[str, str], runs_dir: Path,
@@ -106,7 +105,7 @@ def _train_in_subprocess(spec: RunSpec, device: str, env: dict[str, str], runs_d
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         job = Path(tmp) / "run.json"
-        job.write_text(json.dumps({"spec": asdict(spec), "device": device,
+        job.write_text(json.dumps({"spec": spec.to_dict(), "device": device,
                                    "runs_dir": str(runs_dir), "data_root": str(data_root)}))
         proc = subprocess.run([sys.executable, "-m", "gaitlib.report.pretrain", str(job)],
                               env={**os.environ, **env}, capture_output=True, text=True)
@@ -175,10 +174,7 @@ def _child(job_path: str) -> int:
     from gaitlib.report.runs import ensure_run
 
     job = json.loads(Path(job_path).read_text())
-    raw = job["spec"]
-    spec = RunSpec(raw["model"], tuple((k, tuple(v) if isinstance(v, list) else v)
-                                       for k, v in raw["options"]), raw["data"], raw["profile"],
-                   raw["seed"], raw["shape"])
+    spec = RunSpec.from_dict(job["spec"])
     ensure_run(spec, job["runs_dir"], job["data_root"], job["device"], progress=False)
     return 0
 

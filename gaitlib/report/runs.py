@@ -73,6 +73,21 @@ class RunSpec:
     def option_dict(self) -> dict[str, Any]:
         return dict(self.options)
 
+    def options_text(self) -> str:
+        """The options as ``key=value`` pairs joined by ';' (lists as lists), for tables and logs."""
+        return ";".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON values (the options a dict); :meth:`from_dict` reads it back."""
+        return {"model": self.model,
+                "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options},
+                "data": self.data, "profile": self.profile, "seed": self.seed, "shape": self.shape}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
+        return cls.of(raw["model"], data=raw["data"], profile=raw["profile"], seed=raw["seed"],
+                      shape=raw["shape"], **raw["options"])
+
 
 def _frozen(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
@@ -203,9 +218,7 @@ def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
         reused = is_finished(run_dir)
         if not reused:
             (run_dir.parent / f"{run_dir.name}.spec.json").write_text(
-                json.dumps({"model": spec.model, "options": spec.option_dict, "data": spec.data,
-                            "profile": spec.profile, "seed": spec.seed, "shape": spec.shape},
-                           indent=2, default=str) + "\n")
+                json.dumps(spec.to_dict(), indent=2, default=str) + "\n")
             train(config, run_dir, progress=progress)
     evaluation = json.loads((run_dir / "eval.json").read_text())
     return Run(spec, config, run_dir, reused, time.perf_counter() - start, evaluation)

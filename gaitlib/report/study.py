@@ -134,7 +134,7 @@ def seed_runs(artifact_id: str, seeds, profile: str = "cpu", data: str = "synthe
     the table's claim): row key -> runs, one per seed, for :func:`ablation`'s ``seed_runs``."""
     art = artifact(artifact_id)
     out: dict[str, list[Run]] = {}
-    for row in {r.key(): r for r in (art.reference_row(), art.rows[-1])}.values():
+    for row in art.seeded_rows():
         out[row.key()] = []
         for seed in seeds:
             spec = spec_for(row, data, profile, int(seed))
