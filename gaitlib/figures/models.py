@@ -11,7 +11,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from gaitlib.figures._common import numpy_array, unit_range
-from gaitlib.models.local_block import PARTS
+from gaitlib.models.local_sampling import PARTS
 
 
 def plot_ssfl_selection(frames, index, parts: int | None = None, *, n_frames: int = 6,

@@ -49,7 +49,9 @@ sequences.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +67,8 @@ from .blocks import (
     prepare_input,
 )
 from .gaitpart import FocalConv2d, TemporalFeatureAggregator
-from .local_block import PARTS, SAMPLERS, LocalBlock3D, path_centres
+from .local_block import LocalBlock3D, over_batch, recomputed
+from .local_sampling import PART_SHAPES, PARTS, SAMPLERS, path_centres
 
 VARIANTS: dict[str, dict] = {
     "casia-b": {"channels": (32, 64, 128), "num_classes": 74},
@@ -126,7 +129,8 @@ class Local3DCNN(nn.Module):
                  paths: Sequence[str] | None = None, feature_extraction: bool = True,
                  resolution: int = 64, authors_code: bool = False,
                  channels: Sequence[int] | None = None, dropout: float = 0.9, strips: int = 16,
-                 head: str = "gln", halving: Sequence[int] | None = None):
+                 head: str = "gln", halving: Sequence[int] | None = None,
+                 part_shape: str = "stretch", recompute: bool = False):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
@@ -137,6 +141,8 @@ class Local3DCNN(nn.Module):
                              f"profile), got {resolution}")
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+        if part_shape not in PART_SHAPES:
+            raise ValueError(f"unknown part_shape {part_shape!r}; valid: {', '.join(PART_SHAPES)}")
         cfg = VARIANTS[variant]
         ch = tuple(channels) if channels is not None else cfg["channels"]
         if len(ch) != 3:
@@ -170,8 +176,11 @@ class Local3DCNN(nn.Module):
         self.pool = nn.MaxPool3d((1, 2, 2), stride=(1, 2, 2))
         self.local = nn.ModuleDict({
             str(b): LocalBlock3D(1 if b == 1 else ch[b - 2], ch[b - 1], paths, sampler,
-                                 feature_extraction, fe_convs=2 if authors_code else 1)
+                                 feature_extraction, fe_convs=2 if authors_code else 1,
+                                 part_shape=part_shape)
             for b in self.blocks})
+        self._recompute = False
+        self.recompute = recompute
 
         self.hp = HorizontalPyramidPooling((strips,))  # GaitPart's spatial pooling
         self.tfa = TemporalFeatureAggregator(ch[-1], strips)  # GaitPart's temporal pooling (MCM)
@@ -187,12 +196,30 @@ class Local3DCNN(nn.Module):
         for block in self.local.values():
             block.reset_localization()
 
+    @property
+    def recompute(self) -> bool:
+        """Activation checkpointing in training: each backbone stage (with the max-pool before
+        it) and each local block (``LocalBlock3D``) keep only their inputs for the backward pass
+        and run again there.  Less memory, more time, the same outputs and gradients."""
+        return self._recompute
+
+    @recompute.setter
+    def recompute(self, value: bool) -> None:
+        self._recompute = bool(value)
+        for block in self.local.values():
+            block.recompute = self._recompute
+
+    def _stage(self, b: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Block ``b``'s input (max-pooled from ``b = 2``) and its global path's output."""
+        if b > 1:  # per sequence, over chunks of the batch (an int32-indexed CUDA kernel)
+            x = over_batch(self.pool, x, per_row=math.prod(x.shape[1:]))
+        return x, self.stages[b - 1](x)
+
     def _trunk(self, x: Tensor) -> Tensor:
         """``(n, 1, T, H, W)`` equal-length sequences -> part features ``(n, c, 16)``."""
-        for b, stage in enumerate(self.stages, start=1):
-            if b > 1:
-                x = self.pool(x)
-            g = stage(x)  # global path
+        checkpointed = self.recompute and self.training and torch.is_grad_enabled()
+        for b in range(1, len(self.stages) + 1):
+            x, g = recomputed(partial(self._stage, b), x) if checkpointed else self._stage(b, x)
             x = self.local[str(b)](x, g) if str(b) in self.local else g
         return self.tfa(self.hp(x))  # (n, c, T, 16) -> (n, c, 16)
 
