@@ -1,8 +1,10 @@
-"""3D Local CNN (issues 5, 12): sampling maths, localization, paths that stay on the map, the GLN
+"""3D Local CNN: sampling maths, localization, paths that stay on the map, the block against its
+previous formulation in float64 (tests/local3d_reference.py), recomputation, chunking, the GLN
 head, every ablation variant, Fig. 4 hooks."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,11 +12,12 @@ import torch
 
 from gaitlib import models
 from gaitlib.losses import batch_all_triplet, part_cross_entropy
-from gaitlib.models.local_block import (
+from gaitlib.models import local_block
+from gaitlib.models.local_block import LocalBlock3D
+from gaitlib.models.local_sampling import (
     PARTS,
     SAMPLERS,
-    LocalBlock3D,
-    LocalPath,
+    aspect_rows,
     gaussian_filterbank,
     linear_filterbank,
     locate,
@@ -23,6 +26,7 @@ from gaitlib.models.local_block import (
 )
 from gaitlib.training.recipes import cheap_model_options, recipe
 from tests.conftest import blob_silhouettes
+from tests.local3d_reference import in_block_layout, reference_of, shared_copies_agree
 
 H, W = 64, 44
 TINY = {"channels": (4, 8, 8), "num_classes": 3}  # shape tests: tiny widths, same topology
@@ -50,6 +54,12 @@ def _build(**opts) -> torch.nn.Module:
     return models.build("local3d", **opts)
 
 
+def _locate(part: str, raw: torch.Tensor, size) -> dict[str, torch.Tensor]:
+    """One path's grid: ``raw`` ``(n, T, 8)`` -> ``locate``'s entries without the path axis."""
+    prior = torch.tensor([PARTS[part]], dtype=raw.dtype)
+    return {k: v[:, 0] for k, v in locate(raw.unsqueeze(1), prior, size).items()}
+
+
 def _raw(n: int, t: int, dx=0.0, dy=0.0, dt=0.0, log_sx=0.0, log_sy=0.0, log_st=0.0,
          log_s2=0.0, gamma=0.0) -> torch.Tensor:
     """Raw localization output (eq. 3 pre-activations), the same in every frame."""
@@ -62,13 +72,12 @@ def _raw(n: int, t: int, dx=0.0, dy=0.0, dt=0.0, log_sx=0.0, log_sy=0.0, log_st=
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_sampling_is_differentiable_in_the_location_parameters(sampler):
-    path = LocalPath("arm_r", 1, 2, sampler).double()
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(2, 1, 3, 6, 5, generator=gen, dtype=torch.float64)
     raw = (0.4 * torch.randn(2, 3, 8, generator=gen, dtype=torch.float64)).requires_grad_()
 
     def volume(r):
-        g = path.locate(r, x.shape[2:])
+        g = _locate("arm_r", r, x.shape[2:])
         return sample_volume(x, g["mu_x"], g["mu_y"], g["mu_t"], g["sigma2"], g["gamma"],
                              sampler)
 
@@ -92,7 +101,6 @@ def test_linear_filterbank_is_eq9_and_clamps_time():
 def test_sampled_volume_lands_where_the_parameters_say(sampler):
     # leg_r prior (c_x, c_y) = (0.7, 0.8), extent 5/11 x 6/16 of a 22 x 32 map, T = 6.
     t, h, w = 6, 32, 22
-    path = LocalPath("leg_r", 1, 2, sampler).double()
     # The same offsets in every frame, so smoothing (a mean) leaves them.  Reach of a unit offset:
     # min(1/2, c, 1 - c) = 0.3 in x, 0.2 in y.  dx = -0.5: centre (0.7 - 0.15) * 22 = 12.1;
     # dy = -0.75: (0.8 - 0.15) * 32 = 20.8; strides at the prior: 22 x 5/11 = 10 px wide grid,
@@ -100,7 +108,7 @@ def test_sampled_volume_lands_where_the_parameters_say(sampler):
     # six output frames sit in frames 2..4 (centres 2.5..4.5).
     raw = _raw(1, t, dx=-0.5, dy=-0.75, dt=1 / 6, log_st=math.log(0.4), log_s2=math.log(0.5),
                gamma=2.0)
-    grid = path.locate(raw, (t, h, w))
+    grid = _locate("leg_r", raw, (t, h, w))
     mu_x, mu_y = grid["mu_x"][0, 0], grid["mu_y"][0, 0]
     assert mu_x.mean().item() == pytest.approx(12.1)
     assert mu_y.mean().item() == pytest.approx(20.8)
@@ -129,10 +137,9 @@ def test_sampled_volume_lands_where_the_parameters_say(sampler):
 
 
 def test_offsets_move_the_grid_and_are_smoothed_over_two_previous_frames():
-    path = LocalPath("head", 1, 2, "mixture").double()
     raw = _raw(1, 6)
     raw[0, 2, 0] = math.atanh(0.6)  # one frame moves right
-    cx = path.locate(raw, (6, 16, 11))["mu_x"][0].mean(-1)  # grid centre per frame
+    cx = _locate("head", raw, (6, 16, 11))["mu_x"][0].mean(-1)  # grid centre per frame
     # Frames 2, 3, 4 average the offset 0.6 with two others: 0.2; a unit offset of the central
     # head prior moves W / 2 (eq. 4), so they sit 0.1 W right of the prior; frame 5 is back.
     base = 0.5 * 11
@@ -192,14 +199,17 @@ def test_gaussian_rows_sum_to_one_past_the_border_and_pass_gradients():
 
 def test_localization_reads_detached_global_features():
     torch.manual_seed(0)
-    path = LocalPath("torso", 3, 8, "mixture")
-    x = torch.rand(2, 3, 4, 16, 11, requires_grad=True)
-    g = torch.rand(2, 8, 4, 16, 11, requires_grad=True)
-    feat, _, _ = path(x, g)
-    feat.sum().backward()
-    assert g.grad is None  # no gradient from the local path into the global path
+    block = LocalBlock3D(3, 8, ["torso"], "mixture").double()
+    x = torch.rand(2, 3, 4, 16, 11, dtype=torch.float64, requires_grad=True)
+    g = torch.rand(2, 8, 4, 16, 11, dtype=torch.float64, requires_grad=True)
+    out = block(x, g)
+    out.sum().backward()
+    # The only gradient into the global path is the fusion conv's on its global slice: none
+    # comes through the local path's localization.
+    fused = torch.nn.grad.conv3d_input(g.shape, block.fusion[0].weight[:, :8], (out > 0).double())
+    torch.testing.assert_close(g.grad, fused, rtol=1e-12, atol=1e-14)
     assert x.grad.abs().sum() > 0
-    for name, p in path.localization.named_parameters():
+    for name, p in block.localization.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"localization.{name}"
 
 
@@ -217,45 +227,237 @@ def test_sampling_any_length(t, small_block):
     assert out.shape == (1, 4, t, 8, 6) and torch.isfinite(out).all()
 
 
-def _path_by_path(block: LocalBlock3D, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """The block's maths one path at a time (``LocalPath.forward``), then fusion."""
-    return block.fusion(torch.cat([g] + [p(x, g)[0] for p in block.paths.values()], dim=1))
+# --------------------------------------------------------------------------- previous formulation
 
 
-@pytest.mark.parametrize(("sampler", "fe", "fe_convs"), [
-    ("mixture", True, 1), ("gaussian", True, 2), ("trilinear", False, 1)])
-@pytest.mark.parametrize("training", [True, False])
-def test_block_runs_its_paths_together_with_the_same_maths(sampler, fe, fe_convs, training):
+def _scrambled(block: LocalBlock3D, border: bool = False) -> LocalBlock3D:
+    """``block`` with BatchNorm scales of both signs and statistics away from their defaults (as
+    training may leave them), a localization FC that moves the paths, and with ``border`` the
+    paths pushed onto the borders: saturated offsets (centres on the map's and clip's borders),
+    wide strides (grid rows past them)."""
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-1, 1, generator=gen)
+                m.running_var.uniform_(0.5, 2, generator=gen)
+        loc = block.localization
+        for t in (loc.input_scale, loc.input_shift, loc.squeeze_norm.weight, loc.squeeze_norm.bias,
+                  loc.conv1_norm.weight, loc.conv2_norm.bias):
+            t.copy_(torch.randn(t.shape, generator=gen, dtype=t.dtype))
+        loc.fc_weight.copy_(0.3 * torch.randn(loc.fc_weight.shape, generator=gen, dtype=torch.float64))
+        if border:  # dx, dy saturate towards the nearer border, dt alternately to each end
+            towards = 40.0 * torch.where(block.priors[:, :2] >= 0.5, 1.0, -1.0)
+            loc.fc_bias[:, :2] = towards.to(loc.fc_bias)
+            loc.fc_bias[:, 2] = 40.0 * torch.tensor([(-1.0) ** i for i in range(len(block.parts))])
+            loc.fc_bias[:, 3:6] = 1.5  # strides x4.5: the grids reach past every border
+    return block
+
+
+def _step(block, x, g):
+    """Forward, backward of a fixed linear loss: (output, dx, dg, parameter grads, state)."""
+    block.zero_grad()
+    x.grad = g.grad = None
+    out = block(x, g)
+    (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+    return out.detach(), x.grad.clone(), g.grad.clone()
+
+
+BLOCK_CASES = [("mixture", True, 1), ("gaussian", True, 2), ("trilinear", False, 1)]
+
+
+@pytest.mark.parametrize("border", [False, True], ids=["inside", "borders"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize(("sampler", "fe", "fe_convs"), BLOCK_CASES)
+def test_block_equals_its_previous_formulation_in_float64(sampler, fe, fe_convs, training, border):
+    """Outputs, input gradients, parameter gradients and BatchNorm statistics of the current block
+    equal those of the previous one (same weights), for every sampler, with and without FE."""
     torch.manual_seed(0)
-    block = LocalBlock3D(3, 8, ["head", "arm_r", "leg_l"], sampler, fe, fe_convs).double()
-    block.reset_localization()
-    for m in block.modules():  # scales of both signs, as training may leave them
-        if isinstance(m, torch.nn.BatchNorm3d):
-            torch.nn.init.normal_(m.weight)
-            torch.nn.init.normal_(m.bias)
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-    block.train(training)
+    block = _scrambled(LocalBlock3D(3, 8, ["head", "arm_r", "leg_l"], sampler, fe, fe_convs)
+                       .double(), border).train(training)
+    ref = reference_of(block)
     x = torch.rand(2, 3, 5, 16, 11, dtype=torch.float64, requires_grad=True)
-    g = torch.rand(2, 8, 5, 16, 11, dtype=torch.float64)
-    start = {k: v.clone() for k, v in block.state_dict().items()}
-    results = []
-    for forward in (_path_by_path, LocalBlock3D.forward):
-        block.load_state_dict(start)
-        block.zero_grad()
-        x.grad = None
-        out = forward(block, x, g)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum().backward()
-        results.append((out.detach(), x.grad.clone(), {k: p.grad.clone() for k, p in
-                        block.named_parameters()}, {k: v.clone() for k, v in block.state_dict().items()}))
-    (ref, ref_dx, ref_grads, ref_state), (out, dx, grads, state) = results
-    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(dx, ref_dx, rtol=1e-10, atol=1e-12)
-    for name, grad in ref_grads.items():
-        torch.testing.assert_close(grads[name], grad, rtol=1e-9, atol=1e-12, msg=name)
-    for name, value in ref_state.items():  # running statistics move the same way
-        torch.testing.assert_close(state[name], value, rtol=1e-12, atol=1e-14, msg=name)
-    assert training == (state["paths.head.localization.convs.0.num_batches_tracked"] == 1)
+    g = torch.rand(2, 8, 5, 16, 11, dtype=torch.float64, requires_grad=True)
+    expected, got = _step(ref, x, g), _step(block, x, g)
+    for name, a, b in zip(("output", "dx", "dg"), got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12 * b.abs().max(), msg=name)
+    grads = in_block_layout(ref, block, "grad")
+    for name, p in block.named_parameters():
+        scale = grads[name].abs().max()
+        torch.testing.assert_close(p.grad, grads[name], rtol=1e-8, atol=1e-11 * scale, msg=name)
+    state = in_block_layout(ref, block, "state")
+    for name, value in block.state_dict().items():  # running statistics move the same way
+        torch.testing.assert_close(value, state[name], rtol=1e-12, atol=1e-14, msg=name)
+    assert shared_copies_agree(ref)
+    assert int(block.localization.conv1_norm.num_batches_tracked) == int(training)
+    if border:  # the paths do sit on the borders: head top right, arm bottom right, leg
+        # bottom left; in time at the clip's end, start, end
+        grid = locate(block.localization.eval()(g.detach()), block.priors, x.shape[2:])
+        centres = path_centres(grid["mu_x"], grid["mu_y"], x.shape[3:])
+        expected = {"x": [11.0, 11.0, 0.0], "y": [0.0, 16.0, 16.0]}
+        for axis, values in expected.items():
+            want = torch.tensor(values, dtype=torch.float64).view(1, 3, 1)
+            torch.testing.assert_close(centres[axis], want.expand_as(centres[axis]))
+        torch.testing.assert_close(grid["mu_t"].mean(-1),
+                                   torch.tensor([[5.0, 0.0, 5.0]] * 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_whole_model_equals_its_previous_formulation_in_float64(sampler):
+    """The network with its three blocks on the borders, previous blocks against current ones,
+    recomputation on: embeddings, logits, every gradient and every BatchNorm statistic."""
+    torch.manual_seed(0)
+    model = models.build("local3d", channels=(2, 4, 4), num_classes=3, resolution=32, strips=8,
+                         halving=(0, 1, 2), sampler=sampler, recompute=True).double().train()
+    for block in model.local.values():
+        _scrambled(block, border=True)
+    previous = copy.deepcopy(model)
+    previous.recompute = False
+    for b, block in model.local.items():
+        previous.local[b] = reference_of(block)
+    x = _sils(4, 3, seed=4, h=32, w=22).double()
+    outs = []
+    for net in (previous, model):
+        torch.manual_seed(1)  # the compact block's dropout
+        out = net(x)
+        (out["embedding"].sum() + (out["logits"] * torch.arange(3.0).view(1, 3, 1)).sum()).backward()
+        outs.append(out)
+    for key in ("embedding", "logits"):
+        torch.testing.assert_close(outs[1][key], outs[0][key], rtol=1e-9, atol=1e-12)
+    for b, block in model.local.items():
+        grads, state = (in_block_layout(previous.local[b], block, w) for w in ("grad", "state"))
+        for name, p in block.named_parameters():
+            torch.testing.assert_close(p.grad, grads[name], rtol=1e-7,
+                                       atol=1e-10 * grads[name].abs().max(), msg=f"{b}.{name}")
+        for name, value in block.state_dict().items():
+            torch.testing.assert_close(value, state[name], rtol=1e-10, atol=1e-12, msg=f"{b}.{name}")
+    rest = {k: p for k, p in previous.named_parameters() if not k.startswith("local.")}
+    for name, p in model.named_parameters():
+        if name in rest and p.grad is not None:
+            torch.testing.assert_close(p.grad, rest[name].grad, rtol=1e-8, atol=1e-12, msg=name)
+
+
+def _train_steps(model, x, labels, steps=2):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    outs = []
+    for step in range(steps):
+        torch.manual_seed(step)  # the compact block's dropout
+        out = model(x)
+        opt.zero_grad()
+        _loss(out, labels).backward()
+        outs.append((out["embedding"].detach(), [p.grad.clone() for p in model.parameters()
+                                                   if p.grad is not None]))
+        opt.step()
+    return outs, model.state_dict()
+
+
+def test_recompute_on_and_off_compute_the_same_steps():
+    """Two training steps with activation checkpointing equal two without it, to the bit:
+    outputs, gradients, and the BatchNorm statistics (recomputation does not count a batch
+    twice)."""
+    torch.manual_seed(0)
+    off = _build(channels=(2, 4, 4), num_classes=2, resolution=32, strips=8, halving=(0, 1, 2))
+    on = copy.deepcopy(off)
+    on.recompute = True
+    assert on.recompute and all(b.recompute for b in on.local.values()) and not off.recompute
+    assert models.build("local3d", channels=(2, 4, 4), num_classes=2, recompute=True).recompute
+    x, labels = _sils(4, 3, seed=6, h=32, w=22), torch.tensor([0, 0, 1, 1])
+    (steps_off, state_off), (steps_on, state_on) = (_train_steps(m.train(), x, labels)
+                                                    for m in (off, on))
+    for (e_off, g_off), (e_on, g_on) in zip(steps_off, steps_on, strict=True):
+        assert torch.equal(e_off, e_on)
+        assert all(torch.equal(a, b) for a, b in zip(g_off, g_on, strict=True))
+    assert state_off.keys() == state_on.keys()
+    for name, value in state_off.items():
+        assert torch.equal(value, state_on[name]), name
+    assert int(on.local["2"].localization.squeeze_norm.num_batches_tracked) == 2
+
+
+def test_chunks_of_the_batch_compute_the_same_block(monkeypatch):
+    """Sampling, FE, fusion, the localization's per-sequence layers and the max-pool between
+    blocks run over chunks of the batch when they would be large; forced to one sequence a chunk,
+    the network computes what it computes in one piece."""
+    torch.manual_seed(0)
+    model = _build(channels=(2, 4, 4), num_classes=2, resolution=32, strips=8,
+                   halving=(0, 1, 2)).double()
+    x = _sils(3, 3, seed=8, h=32, w=22).double()
+    runs = []
+    for limit in (local_block.CHUNK_ELEMENTS, 1):
+        monkeypatch.setattr(local_block, "CHUNK_ELEMENTS", limit)
+        m = copy.deepcopy(model).train()
+        out = m(x)
+        out["embedding"].sum().backward()
+        runs.append((out["embedding"].detach(), {k: p.grad for k, p in m.named_parameters()}))
+    assert local_block.rows_per_chunk(3, 10**9) == 1
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-12, atol=1e-12)
+    for name, grad in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][name], grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_every_batchnorm_of_the_block_is_a_module_syncbatchnorm_converts():
+    """Under DDP ``convert_sync_batchnorm`` must reach every BatchNorm the block runs: each
+    batch-norm call of a forward comes from a BatchNorm module, and conversion turns them all."""
+    torch.manual_seed(0)
+    block = LocalBlock3D(3, 8, ["head", "leg_r"], "mixture").train()
+    norms = [m for m in block.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 4  # input, squeeze, conv1, conv2 (each holding every path's channels)
+    calls = {"module": 0, "functional": 0}
+    for m in norms:
+        m.register_forward_pre_hook(lambda *_: calls.__setitem__("module", calls["module"] + 1))
+    real = torch.nn.functional.batch_norm
+
+    def counted(*args, **kwargs):
+        calls["functional"] += 1
+        return real(*args, **kwargs)
+
+    x, g = torch.rand(2, 3, 4, 16, 11), torch.rand(2, 8, 4, 16, 11)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "batch_norm", counted)
+        plain = block(x, g)
+    assert calls == {"module": 4, "functional": 4}
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(block))
+    kinds = {type(m) for m in synced.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    assert kinds == {torch.nn.SyncBatchNorm}
+    block.load_state_dict(synced.state_dict())  # the same statistics before the next forward
+    torch.testing.assert_close(synced(x, g), block(x, g))  # (no process group: plain BatchNorm)
+    assert plain.shape == (2, 8, 4, 16, 11)
+
+
+def test_forward_and_backward_need_no_values_on_the_host():
+    """No ``bool(tensor)``, ``.item()`` or data-dependent shape in a training step: it runs on
+    the meta device, whose tensors hold no values (each such read would stall a GPU step)."""
+    with torch.device("meta"):
+        model = models.build("local3d", channels=(2, 4, 4), num_classes=3, resolution=32,
+                             strips=8, halving=(0, 1, 2), recompute=True).train()
+        out = model(torch.rand(4, 3, 32, 22))
+        (out["embedding"].sum() + out["logits"].sum()).backward()
+    assert out["embedding"].shape == (4, 256, 8) and out["embedding"].is_meta
+
+
+def test_aspect_part_shape_keeps_each_part_s_aspect_ratio_and_pads_with_zeros():
+    """``part_shape='aspect'`` (the authors' code): M = W columns, as many rows as the part's
+    aspect ratio gives on an isotropic grid, centred, zero rows above and below."""
+    # The authors' round(out_w / in_w * in_h) on the 16 x 11 map: head 2x4 cells -> round(5.5),
+    # torso 8x10 -> round(8.8), arms 3x3 -> 11, legs 6x5 -> round(13.2).
+    assert aspect_rows(list(PARTS), 16) == [6, 9, 11, 11, 13, 13]
+    t, h, w = 3, 16, 11
+    prior = torch.tensor([PARTS["torso"]], dtype=torch.float64)
+    grid = locate(_raw(1, t).unsqueeze(1), prior, (t, h, w), rows=[9])
+    mask = grid["row_mask"][0]
+    assert mask.tolist() == [0] * 3 + [1] * 9 + [0] * 4  # (16 - 9) // 2 rows on top
+    mu_x, mu_y = grid["mu_x"][0, 0, 0], grid["mu_y"][0, 0, 0]
+    steps_y = mu_y[4:12] - mu_y[3:11]
+    torch.testing.assert_close(steps_y, torch.full_like(steps_y, (mu_x[1] - mu_x[0]).item()))
+    assert mu_y.mean().item() == pytest.approx(3 / 8 * h)  # the centre is the prior's
+    x = torch.rand(1, 2, t, h, w, dtype=torch.float64)
+    vol = sample_volume(x, grid["mu_x"][:, 0], grid["mu_y"][:, 0], grid["mu_t"][:, 0],
+                        grid["sigma2"][:, 0], grid["gamma"][:, 0], row_mask=mask)
+    assert vol[..., :3, :].abs().max() == 0 and vol[..., 12:, :].abs().max() == 0
+    assert vol[..., 3:12, :].abs().min() > 0
+    model = _build(**TINY, part_shape="aspect").train()
+    out = model(_sils(2, 3, seed=1))
+    _loss(out, torch.tensor([0, 1])).backward()
+    assert model.local["3"].localization.fc_weight.grad.abs().sum() > 0
 
 
 # --------------------------------------------------------------------------- network
@@ -318,14 +520,20 @@ def test_recipe_losses_follow_gln_and_cheap_profiles_halve_the_focal_strips():
 
 
 def test_localization_has_batchnorm_and_relu_after_the_input_and_every_conv():
-    layers = list(LocalPath("torso", 4, 8, "mixture").localization.convs)
-    convs = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.Conv3d)
-             or hasattr(m, "conv")]
-    assert isinstance(layers[0], torch.nn.BatchNorm3d) and isinstance(layers[1], torch.nn.ReLU)
-    assert len(convs) == 3
-    for i in convs:
-        assert isinstance(layers[i + 1], torch.nn.BatchNorm3d), i
-        assert isinstance(layers[i + 2], torch.nn.ReLU), i
+    loc = LocalBlock3D(4, 8, ["torso", "head"], "mixture").localization
+    assert isinstance(loc.input_norm, torch.nn.BatchNorm3d) and loc.input_scale.shape == (2, 8)
+    for conv in ("squeeze", "conv1", "conv2"):  # each path's own conv: groups = paths
+        layer, norm = getattr(loc, conv), getattr(loc, f"{conv}_norm")
+        assert layer.groups == 2 and layer.out_channels == 2 * 4, conv
+        assert isinstance(norm, torch.nn.BatchNorm3d) and norm.num_features == 2 * 4, conv
+    # ReLU after each BatchNorm: the next layer sees no negative value.
+    seen = []
+    loc.conv1.register_forward_pre_hook(lambda _, args: seen.append(args[0].min().item()))
+    loc.conv2.register_forward_pre_hook(lambda _, args: seen.append(args[0].min().item()))
+    loc.squeeze.register_forward_pre_hook(lambda _, args: seen.append(args[0].min().item()))
+    loc.spatial_pool.register_forward_pre_hook(lambda _, args: seen.append(args[0].min().item()))
+    loc.train()(torch.randn(2, 8, 3, 8, 6))
+    assert len(seen) == 4 and min(seen) >= 0
 
 
 def test_packed_lengths_1_to_60_equal_one_by_one():
@@ -395,7 +603,7 @@ def test_every_variant_trains_a_step(name):
     opt.step()
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)
                if a.numel() > 1 and b.requires_grad)
-    n_local = sum(len(b.paths) for b in model.local.values())
+    n_local = sum(len(b.parts) for b in model.local.values())
     blocks = opts.get("blocks", (3,) if opts.get("authors_code") else (1, 2, 3))
     assert n_local == len(blocks) * len(opts.get("paths", PARTS))
 
@@ -439,6 +647,8 @@ def test_options_are_validated():
         _build(head="bnneck")
     with pytest.raises(ValueError, match="halving"):
         _build(halving=(0, 2))
+    with pytest.raises(ValueError, match="part_shape"):
+        _build(part_shape="square")
     with pytest.raises(ValueError, match="64x44"):
         _build(**TINY).eval()(_sils(1, 3, h=128, w=88))
 
@@ -506,8 +716,8 @@ def test_paths_stay_on_the_map_with_volume_and_gradient_through_200_adam_steps()
         last = step().item()
     assert last < first  # it trained
     for b, block in model.local.items():  # every path still passes a gradient to its offsets
-        for name, path in block.paths.items():
-            g = path.localization.fc.weight.grad
+        for i, name in enumerate(block.parts):
+            g = block.localization.fc_weight.grad[i]
             assert g[:2].abs().sum() > 0 and g[2:].abs().sum() > 0, (b, name)
     info = model.inspect(x)
     for b, records in info["volumes"].items():
