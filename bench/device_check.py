@@ -8,8 +8,15 @@ time box, and a section is skipped when the whole budget is spent):
    steps finite, fp32 features equal the CPU's).
 3. ``steps``: every model's training step at its paper batch (P x K x 30 frames of 64x44) in
    fp32, bf16 and bf16+channels-last: time per step (CUDA-synchronised median), the FLOPs of the
-   step counted with ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward; the
-   optimizer's element-wise work is not counted), and achieved TFLOP/s.
+   step (3 x the forward pass counted with ``torch.utils.flop_counter.FlopCounterMode``, as the
+   cost page counts them: the backward pass costs about twice the forward, and flop_counter
+   counts a grouped convolution's weight gradient once per group, so counting the backward
+   itself would inflate 3D Local's and CSTL's; the optimizer's element-wise work is not counted),
+   and achieved TFLOP/s.
+3b. ``local3d_block``: 3D Local's training step at the paper batch, fp32, with the local block as
+   gaitlib computed it before its memory rewrite (``tests/local3d_reference.py``), the current
+   block, and the current block with ``recompute=True``, at 64x44; and the current block with
+   ``recompute=True`` at 128x88: time per step and peak GPU memory of each.
 4. ``oumvlp_eval``: ``gaitlib.evaluation.evaluate`` on OU-MVLP-sized random features (5154 test
    subjects x 2 sequences x 14 views) on the GPU.
 5. ``gaitgl_casia``: the real CASIA-B copy (``.realdata/casia-b-bin64/*.npz.xz``, carried with
@@ -133,12 +140,12 @@ def section_tests(box: float) -> dict:
     return {"returncode": rc, "summary": last[0], "output_tail": out[-4000:]}
 
 
-def _paper_config(model: str, dry: bool):
+def _paper_config(model: str, dry: bool, options: dict | None = None):
     from gaitlib.training import apply_overrides, recipe
 
     if not dry:
-        return recipe(model, "paper")
-    config = recipe(model, "smoke")  # tiny shapes: the plumbing, not the numbers
+        return recipe(model, "paper", options=options)
+    config = recipe(model, "smoke", options=options)  # tiny shapes: the plumbing, not the numbers
     return apply_overrides(config, ["sampling.p=2", "sampling.k=2", "sampling.frames=4"])
 
 
@@ -159,7 +166,10 @@ def section_steps(dry: bool, models: tuple[str, ...], variants: tuple[str, ...])
                     continue
                 row = {"model": model, "variant": variant}
                 try:
-                    row.update(_time_step(model, variant, dry, device, per, Stepper, cpu_batch,
+                    config = _paper_config(model, dry)
+                    config.precision = "bf16" if variant.startswith("bf16") else "fp32"
+                    config.channels_last = variant.endswith("cl")
+                    row.update(_time_step(config, device, per, Stepper, cpu_batch,
                                           FlopCounterMode))
                 except Exception as err:
                     row["error"] = f"{type(err).__name__}: {err}"
@@ -168,33 +178,39 @@ def section_steps(dry: bool, models: tuple[str, ...], variants: tuple[str, ...])
                         torch.cuda.empty_cache()
                 rows.append(row)
                 print(f"  {row}", flush=True)
-        return {"rows": rows, "device": str(device),
-                "note": "FLOPs: forward + backward of one step (FlopCounterMode); TFLOP/s = "
+        return {"rows": rows, "device": str(device), "flops": "3x forward",
+                "note": "FLOPs: 3 x the forward pass of one step (FlopCounterMode); TFLOP/s = "
                         "FLOPs / median step time; the optimizer's element-wise work uncounted"}
     return run
 
 
-def _time_step(model, variant, dry, device, box, Stepper, cpu_batch, FlopCounterMode) -> dict:
+def _time_step(config, device, box, Stepper, cpu_batch, FlopCounterMode,
+               prepare=None) -> dict:
+    """Median time, FLOPs (3 x the forward) and peak memory of ``config``'s training step;
+    ``prepare(stepper)`` may change the model first (then it rebuilds the optimizer)."""
     import torch
 
     from gaitlib.training import precision as prec
+    from gaitlib.training.trainer import build_optimizer
 
-    config = _paper_config(model, dry)
-    config.precision = "bf16" if variant.startswith("bf16") else "fp32"
-    config.channels_last = variant.endswith("cl")
     torch.manual_seed(0)
     stepper = Stepper(config, num_classes=74)
+    if prepare is not None:
+        prepare(stepper)
+        stepper.optimizer = build_optimizer(config, stepper.model)
     stepper.model.to(device)  # in place: the optimizer keeps its parameters (formats kept)
     stepper.autocast = lambda: prec.autocast(device, config.precision)
     stepper.scaler = prec.grad_scaler(device, config.precision)
     sils, labels = cpu_batch(config)
     sils, labels = sils.to(device), labels.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     stepper.step(sils, labels)  # warm-up: cuDNN autotuning, allocator
     _sync(device)
     counter = FlopCounterMode(display=False)
-    with counter:
-        stepper.step(sils, labels)
-    flops = counter.get_total_flops()
+    with counter, torch.no_grad(), stepper.autocast():  # the forward in training mode
+        stepper.model(sils)
+    flops = 3 * counter.get_total_flops()
     times, began = [], time.perf_counter()
     while len(times) < 30 and (len(times) < 3 or time.perf_counter() - began < box * 0.7):
         _sync(device)
@@ -211,6 +227,52 @@ def _time_step(model, variant, dry, device, box, Stepper, cpu_batch, FlopCounter
             "step_ms": round(1000 * step, 2), "step_ms_min": round(1000 * min(times), 2),
             "gflop_per_step": round(flops / 1e9, 1), "tflops": round(flops / step / 1e12, 2),
             "peak_gib": None if peak is None else round(peak, 2)}
+
+
+LOCAL3D_CASES = (  # (resolution, block, recompute)
+    ("64x44", "previous", False), ("64x44", "current", False), ("64x44", "current", True),
+    ("128x88", "current", True))
+
+
+def section_local3d_block(dry: bool):
+    def run(box: float) -> dict:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from bench.train import Stepper, cpu_batch
+        from tests.local3d_reference import reference_of
+
+        def previous(stepper) -> None:
+            for b, block in list(stepper.model.local.items()):
+                stepper.model.local[b] = reference_of(block)
+
+        device = _device(dry)
+        rows, began = [], time.perf_counter()
+        for resolution, block, recompute in LOCAL3D_CASES:
+            row = {"resolution": resolution, "block": block, "recompute": recompute}
+            if time.perf_counter() - began > box - 5:
+                rows.append({**row, "skipped": "time box"})
+                continue
+            options = {"recompute": recompute} if recompute else {}
+            if resolution == "128x88":
+                options["resolution"] = 128
+            try:
+                config = _paper_config("local3d", dry, options or None)
+                config.precision, config.channels_last = "fp32", False
+                row.update(_time_step(config, device, box / len(LOCAL3D_CASES), Stepper,
+                                      cpu_batch, FlopCounterMode,
+                                      previous if block == "previous" else None))
+            except Exception as err:
+                row["error"] = f"{type(err).__name__}: {err}"
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            rows.append(row)
+            print(f"  {row}", flush=True)
+        return {"rows": rows, "device": str(device),
+                "note": "3D Local, fp32, paper batch: the previous local block "
+                        "(tests/local3d_reference.py) against the current one, recompute off/on"}
+    return run
 
 
 def section_oumvlp_eval(dry: bool):
@@ -366,6 +428,7 @@ def main() -> None:
         ("env", section_env(dry), 30),
         ("tests", section_tests, 60 if not dry else 120),
         ("steps", section_steps(dry, models, variants), 120),
+        ("local3d_block", section_local3d_block(dry), 60),
         ("oumvlp_eval", section_oumvlp_eval(dry), 40),
         ("gaitgl_casia", section_gaitgl(dry, Path(args.data), args.train_seconds),
          args.train_seconds + 120),

@@ -18,11 +18,12 @@ index with 32-bit integers on CUDA (max-pooling, depthwise 3D convolution), in e
 2^31 - 1.
 
     python bench/local3d_memory.py [--settings 64x44,128x88,oumvlp] [--rows previous,current,...]
-    python bench/local3d_memory.py --cpu-step [--pairs 6]   # cpu-profile step, recompute off/on
+    python bench/local3d_memory.py --cpu-step [--pairs 6]   # cpu-profile step: previous, recompute off/on
 
 ``--cpu-step`` times the cpu profile's local3d training step (its recipe: batch, resolution,
-widths, channels-last, fp32) with ``recompute`` off and on, interleaved pairs, after warm-up, in
-one process on the same weights and batch; prints the medians and their ratio.
+widths, channels-last, fp32) with the previous block and the current one with ``recompute`` off
+and on, interleaved (the order rotating), after warm-up, in one process on the same weights and
+batch; prints the medians and their ratios.
 """
 
 from __future__ import annotations
@@ -124,34 +125,42 @@ def measure(setting: str, row: str) -> dict:
 
 
 def cpu_step(pairs: int) -> dict:
-    """Median cpu-profile step time of local3d, recompute off and on, interleaved."""
+    """Median cpu-profile step time of local3d: previous block, current block with recompute
+    off and on; interleaved, the order rotating from pair to pair."""
     import copy
 
     import torch
 
     from bench.train import Stepper, cpu_batch
     from gaitlib.training import recipe
+    from tests.local3d_reference import reference_of
 
     config = recipe("local3d", "cpu")
     on = copy.deepcopy(config)
     on.model.options = {**on.model.options, "recompute": True}
     torch.manual_seed(0)
     steppers = {"off": Stepper(config, 50)}
-    steppers["on"] = Stepper(on, 50, state=steppers["off"].model.state_dict())
+    state = steppers["off"].model.state_dict()
+    steppers["on"] = Stepper(on, 50, state=state)
+    steppers["previous"] = Stepper(config, 50, state=state)
+    model = steppers["previous"].model
+    for b, block in list(model.local.items()):
+        model.local[b] = reference_of(block)
+    steppers["previous"].optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.lr)
     sils, labels = cpu_batch(config)
     for stepper in steppers.values():
         stepper.step(sils, labels)
         stepper.step(sils, labels)
-    times: dict[str, list[float]] = {"off": [], "on": []}
+    names = list(steppers)
+    times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(pairs):
-        for name in (("off", "on") if i % 2 == 0 else ("on", "off")):
+        for name in names[i % 3:] + names[:i % 3]:
             start = time.perf_counter()
             steppers[name].step(sils, labels)
             times[name].append(time.perf_counter() - start)
-    off, on_ = statistics.median(times["off"]), statistics.median(times["on"])
-    return {"off_ms": 1000 * off, "on_ms": 1000 * on_, "ratio": on_ / off,
-            "batch": [config.sampling.p, config.sampling.k, config.sampling.frames,
-                      *sils.shape[-2:]], "threads": torch.get_num_threads()}
+    ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
+    return {"ms": ms, "batch": [config.sampling.p, config.sampling.k, config.sampling.frames,
+                                *sils.shape[-2:]], "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -164,9 +173,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.cpu_step:
         r = cpu_step(args.pairs)
-        print(f"local3d cpu-profile step (batch {r['batch']}, {r['threads']} threads): recompute "
-              f"off {r['off_ms']:.0f} ms, on {r['on_ms']:.0f} ms (medians of {args.pairs}); "
-              f"on/off {r['ratio']:.2f}")
+        ms = r["ms"]
+        print(f"local3d cpu-profile step (batch {r['batch']}, {r['threads']} threads, medians of "
+              f"{args.pairs}): previous {ms['previous']:.0f} ms, current {ms['off']:.0f} ms, "
+              f"current+recompute {ms['on']:.0f} ms; current/previous "
+              f"{ms['off'] / ms['previous']:.2f}, recompute on/off {ms['on'] / ms['off']:.2f}")
         return
     rows = [r for r in args.rows.split(",") if r]
     print(f"saved for backward at the paper batch, fp32, {FRAMES} frames "

@@ -237,11 +237,28 @@ def _render_gpu_measured(rows: list[dict], check: dict | None, cpu_steps: list[d
                   for r in failed]
         lines.append("")
     if check and "sections" in check:
-        lines += _device_check_lines(check)
+        lines += _device_check_lines(check, ok)
     return "\n".join(lines)
 
 
-def _device_check_lines(check: dict) -> list[str]:
+def _step_tflops(row: dict, steps: dict, runs: list[dict]) -> float | None:
+    """Achieved TFLOP/s of one training step of the GPU check, the FLOPs counted as 3 x the
+    forward pass (as the dry run counts them).  A check that says so (``"flops": "3x forward"``)
+    is taken as it is; an older one counted forward and backward with ``torch.utils.flop_counter``,
+    which counts a grouped convolution's weight gradient once per group (3D Local's step came out
+    at 25.9 TFLOP for 12.0), so its step time is put over the dry run's FLOPs of the model's
+    default CASIA-B run at the same batch instead (None when the dry run has no such run)."""
+    if steps.get("flops") == "3x forward":
+        return float(row["tflops"])
+    batch = row.get("batch")
+    for r in runs:
+        if (r["model"], r["dataset"], r.get("options") or "") == (row["model"], "casia-b", "") \
+                and (batch is None or int(r["batch"]) == batch[0] * batch[1]):
+            return float(r["step_tflop"]) / (float(row["step_ms"]) / 1000)
+    return None
+
+
+def _device_check_lines(check: dict, runs: list[dict]) -> list[str]:
     """The GPU check (``bench/device_check.sh``): training steps per model and precision, the
     OU-MVLP-sized evaluation, and a time-boxed GaitGL run on real CASIA-B."""
     sec = check["sections"]
@@ -268,11 +285,26 @@ def _device_check_lines(check: dict) -> list[str]:
                   "iterations)."]
     steps = sec.get("steps", {}).get("rows", [])
     if steps:
-        lines += ["", "Training step at the paper batch, per precision (" +
-                  sec["steps"].get("note", "") + "):", "",
+        own = sec["steps"].get("flops") == "3x forward"
+        note = sec["steps"].get("note", "") if own else (
+            "TFLOP/s: FLOPs per step, 3 x the forward pass, over the median step time; the FLOPs "
+            "are the dry run's (`torch.utils.flop_counter`), since this check counted the backward "
+            "pass with it too, which counts a grouped convolution's weight gradient once per group")
+        lines += ["", f"Training step at the paper batch, per precision ({note}):", "",
                   "| model | precision | step ms | TFLOP/s | peak GiB |", "|---|---|---|---|---|"]
-        lines += [f"| {r['model']} | {r['variant']} | {r['step_ms']:.1f} | {r['tflops']:.1f} | "
-                  f"{r['peak_gib']:.1f} |" for r in steps if "step_ms" in r]
+        for r in steps:
+            if "step_ms" in r:
+                tflops = _step_tflops(r, sec["steps"], runs)
+                lines.append(f"| {r['model']} | {r['variant']} | {r['step_ms']:.1f} | "
+                             f"{'-' if tflops is None else f'{tflops:.1f}'} | {r['peak_gib']:.1f} |")
+    block = [r for r in sec.get("local3d_block", {}).get("rows", []) if "step_ms" in r]
+    if block:
+        lines += ["", "3D Local's training step at the paper batch, fp32, with the local block as "
+                  "it was before its memory rewrite (`tests/local3d_reference.py`) and as it is, "
+                  "with and without recomputation (`recompute=True`):", "",
+                  "| input | local block | recompute | step ms | peak GiB |", "|---|---|---|---|---|"]
+        lines += [f"| {r['resolution']} | {r['block']} | {'on' if r['recompute'] else 'off'} | "
+                  f"{r['step_ms']:.1f} | {r['peak_gib']:.1f} |" for r in block]
     return lines + [""]
 
 
