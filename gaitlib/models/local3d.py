@@ -42,6 +42,10 @@ Choices the paper leaves open, and why:
   (no compact block, no classifier; the embedding is the 16 x 256 part features, as in the
   default head).  It differs
   from the paper in three places: one block not three, two FE convs not one, no compact block.
+  ``part_shape='aspect'`` is its sampler's part shape (see ``local_sampling.py``).
+* The max-pool between blocks runs over chunks of the batch when large (OU-MVLP's paper batch
+  would exceed the 2^31 elements its CUDA kernel can index).  ``recompute=True`` (activation
+  checkpointing, see ``Local3DCNN.recompute``) changes memory and time, not results.
 
 Packed batches (``lengths``) run sequence by sequence: temporal convs and sampling must not mix
 sequences.
@@ -119,7 +123,10 @@ class Local3DCNN(nn.Module):
     * ``resolution``: 64 (64x44) or 128 (128x88) input (32: 32x22, the cpu profile's half
       resolution); ``variant``: widths and classes; ``channels``, ``strips`` override the
       variant's widths and the 16 horizontal strips, ``halving`` the focal convs' strips per
-      block (2**h; the cpu profile halves all three).
+      block (2**h; the cpu profile halves all three);
+    * ``part_shape``: ``'stretch'`` (each part sampled on the full map-sized grid) or ``'aspect'``
+      (the released code's: the part's aspect ratio kept, zero rows padded);
+    * ``recompute``: activation checkpointing in training (``Local3DCNN.recompute``).
 
     Empty ``blocks`` or ``paths`` is the backbone without local blocks (row a of Tables 3, 5).
     """

@@ -34,9 +34,12 @@ How it runs (the maths is the per-path description above; the tests hold the two
   affine maps (``input_scale``, ``input_shift``).  All are real BatchNorm modules, so
   ``nn.SyncBatchNorm.convert_sync_batchnorm`` covers them.
 * Sampling, FE and fusion run path by path, and fusion as one 1x1x1 conv per branch summed (the
-  conv of the concatenation, split by input channels), so no concatenation is ever built.
-  Nothing after the localization mixes sequences, so this runs over chunks of the batch
-  (``CHUNK_ELEMENTS``): no kernel ever makes an output of more than 2^31-1 elements.
+  conv of the concatenation, split by input channels), so no concatenation is ever built; FE
+  is one dense conv per path (never PyTorch's depthwise 3D kernel, which block 1's single input
+  channel per path would pick for a grouped conv).  Nothing after the localization mixes
+  sequences, so this runs over chunks of the batch (``CHUNK_ELEMENTS``), as do the
+  localization's per-sequence layers: the kernels that index with 32-bit integers on CUDA
+  (max-pooling, depthwise convs) stay below 2^31 elements at every paper batch.
 * ``recompute = True`` (``build('local3d', recompute=True)``) trades time for memory in
   training: each chunk's sampling, FE and fusion, and the localization, keep nothing for the
   backward pass but their inputs and are recomputed there (activation checkpointing); the
@@ -49,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,13 +112,13 @@ def _running_stats_kept(module: nn.Module) -> Iterator[None]:
                 m.num_batches_tracked.copy_(count)
 
 
-def recomputed(fn: Callable[..., Tensor], *args: Tensor, norms_of: nn.Module | None = None):
+def recomputed(fn: Callable[..., Any], *args: Tensor, norms_of: nn.Module | None = None) -> Any:
     """``fn(*args)`` with activation checkpointing: nothing kept for the backward pass but the
     inputs, ``fn`` run again there.  ``norms_of``: a module whose BatchNorms ``fn`` runs; in the
     recomputation they keep the running statistics the forward pass left."""
     calls = []
 
-    def run(*inputs: Tensor):
+    def run(*inputs: Tensor) -> Any:
         again = norms_of is not None and bool(calls)
         calls.append(1)
         with _running_stats_kept(norms_of) if again else contextlib.nullcontext():
