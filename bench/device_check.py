@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,47 +150,55 @@ def _paper_config(model: str, dry: bool, options: dict | None = None):
     return apply_overrides(config, ["sampling.p=2", "sampling.k=2", "sampling.frames=4"])
 
 
+def _step_config(model: str, dry: bool, precision: str, channels_last: bool,
+                 options: dict | None = None):
+    config = _paper_config(model, dry, options)
+    config.precision, config.channels_last = precision, channels_last
+    return config
+
+
+def _timed_rows(cases, box: float, device) -> list[dict]:
+    """Each case ``(row, config, prepare)`` timed by ``_time_step`` within ``box`` seconds in all:
+    its row completed with the figures, an error, or 'skipped'."""
+    import torch
+
+    rows, began = [], time.perf_counter()
+    for row, config, prepare in cases:
+        if time.perf_counter() - began > box - 5:
+            rows.append({**row, "skipped": "time box"})
+            continue
+        try:
+            row.update(_time_step(config(), device, box / len(cases), prepare))
+        except Exception as err:
+            row["error"] = f"{type(err).__name__}: {err}"
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        rows.append(row)
+        print(f"  {row}", flush=True)
+    return rows
+
+
 def section_steps(dry: bool, models: tuple[str, ...], variants: tuple[str, ...]):
     def run(box: float) -> dict:
-        import torch
-        from torch.utils.flop_counter import FlopCounterMode
-
-        from bench.train import Stepper, cpu_batch
-
         device = _device(dry)
-        rows, began = [], time.perf_counter()
-        per = box / max(1, len(models) * len(variants))
-        for model in models:
-            for variant in variants:
-                if time.perf_counter() - began > box - 5:
-                    rows.append({"model": model, "variant": variant, "skipped": "time box"})
-                    continue
-                row = {"model": model, "variant": variant}
-                try:
-                    config = _paper_config(model, dry)
-                    config.precision = "bf16" if variant.startswith("bf16") else "fp32"
-                    config.channels_last = variant.endswith("cl")
-                    row.update(_time_step(config, device, per, Stepper, cpu_batch,
-                                          FlopCounterMode))
-                except Exception as err:
-                    row["error"] = f"{type(err).__name__}: {err}"
-                finally:
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                rows.append(row)
-                print(f"  {row}", flush=True)
-        return {"rows": rows, "device": str(device), "flops": "3x forward",
+        cases = [({"model": m, "variant": v},
+                  partial(_step_config, m, dry, "bf16" if v.startswith("bf16") else "fp32",
+                          v.endswith("cl")), None) for m in models for v in variants]
+        return {"rows": _timed_rows(cases, box, device), "device": str(device),
+                "flops": "3x forward",
                 "note": "FLOPs: 3 x the forward pass of one step (FlopCounterMode); TFLOP/s = "
                         "FLOPs / median step time; the optimizer's element-wise work uncounted"}
     return run
 
 
-def _time_step(config, device, box, Stepper, cpu_batch, FlopCounterMode,
-               prepare=None) -> dict:
+def _time_step(config, device, box, prepare=None) -> dict:
     """Median time, FLOPs (3 x the forward) and peak memory of ``config``'s training step;
-    ``prepare(stepper)`` may change the model first (then it rebuilds the optimizer)."""
+    ``prepare(stepper)`` may change the model first (then the optimizer is rebuilt)."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
+    from bench.train import Stepper, cpu_batch
     from gaitlib.training import precision as prec
     from gaitlib.training.trainer import build_optimizer
 
@@ -229,47 +238,31 @@ def _time_step(config, device, box, Stepper, cpu_batch, FlopCounterMode,
             "peak_gib": None if peak is None else round(peak, 2)}
 
 
-LOCAL3D_CASES = (  # (resolution, block, recompute)
+LOCAL3D_CASES = (  # (input, local block, recompute)
     ("64x44", "previous", False), ("64x44", "current", False), ("64x44", "current", True),
     ("128x88", "current", True))
 
 
+def _previous_block(stepper) -> None:
+    """3D Local with its local blocks as gaitlib computed them before the memory rewrite."""
+    from tests.local3d_reference import reference_of
+
+    for b, block in list(stepper.model.local.items()):
+        stepper.model.local[b] = reference_of(block)
+
+
 def section_local3d_block(dry: bool):
     def run(box: float) -> dict:
-        import torch
-        from torch.utils.flop_counter import FlopCounterMode
-
-        from bench.train import Stepper, cpu_batch
-        from tests.local3d_reference import reference_of
-
-        def previous(stepper) -> None:
-            for b, block in list(stepper.model.local.items()):
-                stepper.model.local[b] = reference_of(block)
-
         device = _device(dry)
-        rows, began = [], time.perf_counter()
+        cases = []
         for resolution, block, recompute in LOCAL3D_CASES:
-            row = {"resolution": resolution, "block": block, "recompute": recompute}
-            if time.perf_counter() - began > box - 5:
-                rows.append({**row, "skipped": "time box"})
-                continue
-            options = {"recompute": recompute} if recompute else {}
+            options = {"recompute": True} if recompute else {}
             if resolution == "128x88":
                 options["resolution"] = 128
-            try:
-                config = _paper_config("local3d", dry, options or None)
-                config.precision, config.channels_last = "fp32", False
-                row.update(_time_step(config, device, box / len(LOCAL3D_CASES), Stepper,
-                                      cpu_batch, FlopCounterMode,
-                                      previous if block == "previous" else None))
-            except Exception as err:
-                row["error"] = f"{type(err).__name__}: {err}"
-            finally:
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-            rows.append(row)
-            print(f"  {row}", flush=True)
-        return {"rows": rows, "device": str(device),
+            cases.append(({"resolution": resolution, "block": block, "recompute": recompute},
+                          partial(_step_config, "local3d", dry, "fp32", False, options or None),
+                          _previous_block if block == "previous" else None))
+        return {"rows": _timed_rows(cases, box, device), "device": str(device),
                 "note": "3D Local, fp32, paper batch: the previous local block "
                         "(tests/local3d_reference.py) against the current one, recompute off/on"}
     return run

@@ -18,7 +18,7 @@ index with 32-bit integers on CUDA (max-pooling, depthwise 3D convolution), in e
 2^31 - 1.
 
     python bench/local3d_memory.py [--settings 64x44,128x88,oumvlp] [--rows previous,current,...]
-    python bench/local3d_memory.py --cpu-step [--pairs 6]   # cpu-profile step: previous, recompute off/on
+    python bench/local3d_memory.py --cpu-step [--pairs 6] [--threads 1]  # cpu-profile step
 
 ``--cpu-step`` times the cpu profile's local3d training step (its recipe: batch, resolution,
 widths, channels-last, fp32) with the previous block and the current one with ``recompute`` off
@@ -169,9 +169,15 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--cpu-step", action="store_true", help="time the cpu-profile step")
-    parser.add_argument("--pairs", type=int, default=6, help="interleaved pairs (--cpu-step)")
+    parser.add_argument("--pairs", type=int, default=6, help="interleaved rounds (--cpu-step)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for --cpu-step (default: torch's; 1 on a busy machine)")
     args = parser.parse_args()
     if args.cpu_step:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         r = cpu_step(args.pairs)
         ms = r["ms"]
         print(f"local3d cpu-profile step (batch {r['batch']}, {r['threads']} threads, medians of "

@@ -111,22 +111,6 @@ def locate(raw: Tensor, prior: Tensor, size: Sequence[int]) -> dict[str, Tensor]
             "sigma2": sigma2, "gamma": gamma}
 
 
-def path_centres(mu_x: Tensor, mu_y: Tensor, size: Sequence[int],
-                 tol: float = 1e-3) -> dict[str, Tensor]:
-    """Each path's sampling centre per frame and whether it lies on the map.
-
-    ``mu_x`` ``(..., M)`` and ``mu_y`` ``(..., N)`` are grid positions (``locate``'s output or an
-    ``inspect`` record), ``size = (H, W)`` the sampled map.  The grid is symmetric about its
-    centre (eqs. 4-5), so the centre is the mean position.  Returns ``x``, ``y`` and ``on_map``
-    (``0 <= x <= W`` and ``0 <= y <= H``, give or take ``tol`` px of rounding: a saturated offset
-    puts a centre exactly on the border), each ``(...)``.
-    """
-    h, w = size
-    x, y = mu_x.mean(-1), mu_y.mean(-1)
-    on_map = (x >= -tol) & (x <= w + tol) & (y >= -tol) & (y <= h + tol)
-    return {"x": x, "y": y, "on_map": on_map}
-
-
 def sample_volumes(x: Tensor, mu_x: Tensor, mu_y: Tensor, mu_t: Tensor, sigma2: Tensor,
                    gamma: Tensor, sampler: str = "mixture") -> Tensor:
     """Eq. 10 for ``P`` paths at once: ``V_p = gamma_p G_X G_Y T_T I``.
@@ -360,19 +344,6 @@ class LocalBlock3D(nn.Module):
                 self.recorded[name] = {"volume": vol[:, i].detach(),
                                        **{k: v[:, i].detach() for k, v in grid.items()}}
         return self.fusion(torch.cat([g, feats], dim=1))
-
-    def fusion_weights(self, absolute: bool = True) -> dict[str, float]:
-        """Mean fusion weight per branch (Fig. 4b): the 1x1x1 conv's weights averaged over
-        output channels and the branch's input channels (mean |w| unless ``absolute=False``)."""
-        w = self.fusion[0].weight.detach().flatten(1)
-        w = w.abs() if absolute else w
-        out, start = {}, 0
-        for name, c in self.branch_channels.items():
-            out[name] = w[:, start:start + c].mean().item()
-            start += c
-        return out
-
-
 
 
 # ---------------------------------------------------------------------------------------------
