@@ -132,7 +132,7 @@ def cpu_step(pairs: int) -> dict:
     import torch
 
     from bench.train import Stepper, cpu_batch
-    from gaitlib.training import recipe
+    from gaitlib.training import precision, recipe
     from tests.local3d_reference import reference_of
 
     config = recipe("local3d", "cpu")
@@ -146,6 +146,8 @@ def cpu_step(pairs: int) -> dict:
     model = steppers["previous"].model
     for b, block in list(model.local.items()):
         model.local[b] = reference_of(block)
+    if config.channels_last:
+        precision.to_channels_last(model)
     steppers["previous"].optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.lr)
     sils, labels = cpu_batch(config)
     for stepper in steppers.values():
