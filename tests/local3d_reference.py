@@ -2,10 +2,11 @@
 that ``tests/test_local3d.py`` holds the current block to (outputs, gradients, BatchNorm
 statistics), and the "previous" formulation of ``bench/local3d_memory.py``.
 
-The code below is the earlier ``gaitlib/models/local_block.py`` with its docstrings shortened and
-one change: its data-dependent sign test (a host sync) reads False on fake tensors, which hold no
-values (the bench measures models at initialisation, whose BatchNorm scales are ~ N(1, 0.02), all
-positive, where that test is False too).  ``reference_of(block)`` builds it with a current
+The code below is the earlier ``gaitlib/models/local_block.py`` (its sampling functions, modules
+and batched block, not its inspection helpers) with one change: its data-dependent sign test (a
+host sync) reads False on fake tensors, which hold no values (the bench measures models at
+initialisation, whose BatchNorm scales are ~ N(1, 0.02), all positive, where that test is False
+too).  ``reference_of(block)`` builds it with a current
 block's weights and statistics; ``in_block_layout`` maps its tensors back to the current names.
 """
 
@@ -29,6 +30,7 @@ NUM_PARAMS = 8
 
 def _any(t: Tensor) -> bool:
     return False if isinstance(t, FakeTensor) else bool(t.any())
+
 
 def grid_positions(centre: Tensor, stride: Tensor, count: int) -> Tensor:
     """Eqs. 4-6: ``mu^i = centre + (i - count/2 - 0.5) * stride`` for ``i = 1..count``.
