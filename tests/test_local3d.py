@@ -275,12 +275,16 @@ def test_block_equals_its_previous_formulation_in_float64(sampler, fe, fe_convs,
     torch.manual_seed(0)
     block = _scrambled(LocalBlock3D(3, 8, ["head", "arm_r", "leg_l"], sampler, fe, fe_convs)
                        .double(), border).train(training)
-    ref = reference_of(block)
+    ref, per_path = reference_of(block), reference_of(block)
     x = torch.rand(2, 3, 5, 16, 11, dtype=torch.float64, requires_grad=True)
     g = torch.rand(2, 8, 5, 16, 11, dtype=torch.float64, requires_grad=True)
     expected, got = _step(ref, x, g), _step(block, x, g)
     for name, a, b in zip(("output", "dx", "dg"), got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12 * b.abs().max(), msg=name)
+    # and the per-path description the previous block was checked against (``LocalPath``)
+    with torch.no_grad():
+        one_by_one = per_path.fusion(torch.cat([g] + [p(x, g)[0] for p in per_path.paths.values()], 1))
+    torch.testing.assert_close(got[0], one_by_one, rtol=1e-9, atol=1e-12 * one_by_one.abs().max())
     grads = in_block_layout(ref, block, "grad")
     for name, p in block.named_parameters():
         scale = grads[name].abs().max()
