@@ -182,3 +182,16 @@ def res(outcome: str, ran: Ran) -> tuple[str, str]:
 
 def imp(w: Work, src, out, *extra: str, dataset: str = "casia-b", **kw) -> Ran:
     return w.run("data", "import", dataset, src, "--out", out, "--workers", "1", *extra, **kw)
+
+
+def on_tmpfs(w: Work, options: str, command: Callable[[Path], Ran], pattern: str):
+    """``command(mount)`` with a small tmpfs mounted at ``mount`` (``options`` such as
+    'size=64k' for a disk that fills, 'ro' for a read-only one); it must fail naming the path."""
+    mount = w.dir / "mnt"
+    if not tmpfs(mount, options):
+        return "not run (tmpfs)"
+    try:
+        ran = command(mount)
+        return res(judge(ran, "error", pattern), ran)
+    finally:
+        unmount(mount)

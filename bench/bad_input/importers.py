@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from common import Work, case, files, imp, judge, res, synthetic_store, tmpfs, unmount
+from common import Work, case, files, imp, judge, on_tmpfs, res, synthetic_store
 
 # -- importers --------------------------------------------------------------------------------
 
@@ -275,26 +275,14 @@ def _(w):
 
 @case("importers", "disk full during the import (tmpfs)")
 def _(w):
-    full = w.dir / "full"
-    if not tmpfs(full, "size=64k"):
-        return "not run (tmpfs)"
-    try:
-        r = imp(w, w.copy("png"), full / "out")
-        return res(judge(r, "error", r"full.*No space left"), r)
-    finally:
-        unmount(full)
+    src = w.copy("png")
+    return on_tmpfs(w, "size=64k", lambda m: imp(w, src, m / "out"), r"mnt.*No space left")
 
 
 @case("importers", "--out on a read-only file system (tmpfs)")
 def _(w):
-    ro = w.dir / "ro"
-    if not tmpfs(ro, "ro,size=64k"):
-        return "not run (tmpfs)"
-    try:
-        r = imp(w, w.copy("png"), ro / "out")
-        return res(judge(r, "error", r"ro/out.*read-only"), r)
-    finally:
-        unmount(ro)
+    src = w.copy("png")
+    return on_tmpfs(w, "ro,size=64k", lambda m: imp(w, src, m / "out"), r"mnt/out.*read-only")
 
 
 @case("importers", "data synth --out a folder holding thesis.tex --force")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import Work, case, judge, res, tmpfs, unmount
+from common import Work, case, judge, on_tmpfs, res
 
 # -- training: overrides and faults ------------------------------------------------------------
 
-def _refused(w: Work, *overrides: str, pattern: str, after: str = ""):
+def _refused(w: Work, *overrides: str, pattern: str):
     ran = w.train(*overrides)
     outcome = judge(ran, "error", pattern)
     if outcome == "error" and (w.dir / "run" / "checkpoints").is_dir() and any(
@@ -76,38 +76,19 @@ def _(w):
     return res(judge(ran, "accepted", ok=lambda: (w.dir / "run" / "results.json").is_file()), ran)
 
 
-@case("training", "train and test subjects overlap (001-008 both)")
-def _(w):
-    ran = w.train("data.train_subjects=001-008", "data.test_subjects=001-008")
-    return res(judge(ran, "error", "overlap"), ran)
-
-
-@case("training", "a test subject in both lists (001-004 / 004-008)")
-def _(w):
-    ran = w.train("data.train_subjects=001-004", "data.test_subjects=004-008")
-    return res(judge(ran, "error", "004"), ran)
-
-
-@case("training", "an unknown subject in a range (001-003,999)")
-def _(w):
-    ran = w.train("data.train_subjects=001-003,999")
-    return res(judge(ran, "error", "999"), ran)
-
-
-@case("training", "data.test_subjects=999 only")
-def _(w):
-    ran = w.train("data.train_subjects=001-004", "data.test_subjects=999")
-    return res(judge(ran, "error", "999"), ran)
-
-
-@case("training", "a reversed range (008-005)")
-def _(w):
-    return res(judge(r := w.train("data.train_subjects=008-005"), "error", "008-005"), r)
-
-
-@case("training", "a range of words (abc-def)")
-def _(w):
-    return res(judge(r := w.train("data.train_subjects=abc-def"), "error", "abc-def"), r)
+SUBJECTS = [
+    ("train and test subjects overlap (001-008 both)",
+     ("data.train_subjects=001-008", "data.test_subjects=001-008"), "overlap"),
+    ("a test subject in both lists (001-004 / 004-008)",
+     ("data.train_subjects=001-004", "data.test_subjects=004-008"), "004"),
+    ("an unknown subject in a range (001-003,999)", ("data.train_subjects=001-003,999",), "999"),
+    ("data.test_subjects=999 only", ("data.train_subjects=001-004", "data.test_subjects=999"),
+     "999"),
+    ("a reversed range (008-005)", ("data.train_subjects=008-005",), "008-005"),
+    ("a range of words (abc-def)", ("data.train_subjects=abc-def",), "abc-def"),
+]
+for _name, _overrides, _pattern in SUBJECTS:
+    case("training", _name)(lambda w, o=_overrides, p=_pattern: _refused(w, *o, pattern=p))
 
 
 def _tested(w: Work) -> list[str]:
@@ -146,26 +127,12 @@ def _(w):
 
 @case("training", "--out on a full disk (tmpfs)")
 def _(w):
-    full = w.dir / "full"
-    if not tmpfs(full, "size=48k"):
-        return "not run (tmpfs)"
-    try:
-        r = w.train(out="full/run")
-        return res(judge(r, "error", r"full/run.*No space left"), r)
-    finally:
-        unmount(full)
+    return on_tmpfs(w, "size=48k", lambda m: w.train(out="mnt/run"), r"mnt/run.*No space left")
 
 
 @case("training", "--out on a read-only file system (tmpfs)")
 def _(w):
-    ro = w.dir / "ro"
-    if not tmpfs(ro, "ro,size=64k"):
-        return "not run (tmpfs)"
-    try:
-        r = w.train(out="ro/run")
-        return res(judge(r, "error", r"ro/run.*read-only"), r)
-    finally:
-        unmount(ro)
+    return on_tmpfs(w, "ro,size=64k", lambda m: w.train(out="mnt/run"), r"mnt/run.*read-only")
 
 
 def _interrupted(w: Work) -> Path:

@@ -149,8 +149,8 @@ def check_out(out: str | os.PathLike, force: bool = False,
     if not force:
         raise FileExistsError(f"{out} already exists; pass force=True (--force) to replace it")
     if any(out.iterdir()) and not is_store(out):
-        raise FileExistsError(f"{out} is not a gaitlib store (no meta.json of one), and --force "
-                              "replaces only a store; choose another --out or empty it yourself")
+        raise FileExistsError(f"{out} is not a gaitlib store (no readable meta.json of one); "
+                              "--force replaces only a store: choose another --out")
 
 
 class StoreWriter:
