@@ -22,6 +22,33 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _ids(text: str) -> tuple[str, ...]:
+    """A comma-separated list that names at least one item (``--only ,`` is not 'all')."""
+    items = _csv_list(text)
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ids, got {text!r}")
+    return items
+
+
+def _count(low: int):
+    """An argparse type: an integer >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    seed = _count(0)
+    return tuple(seed(x) for x in _ids(text))
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from gaitlib.data.splits import CASIA_B_CONDITIONS, CASIA_B_VIEWS
     from gaitlib.data.synthetic import generate
@@ -48,10 +75,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     store = Store(args.store)  # the index is validated against the frames on opening
     checked = store.verify()
-    how = (f"checksums of {', '.join(checked)} verified" if checked
+    verified = [name for name, how in checked.items() if how == "verified"]
+    unverified = [name for name, how in checked.items() if how != "verified"]
+    how = (f"checksums of {', '.join(verified)} verified" if verified
            else "no checksums in meta.json (written by an older gaitlib): structure checked only")
+    if verified and unverified:
+        how += f"; {', '.join(unverified)} unverified (no checksum in meta.json)"
+    subjects = len(set(store.subjects.tolist()))  # from the index, which was checked
     print(f"{args.store}: ok: {len(store)} sequences, {store.meta['n_frames']} frames, "
-          f"{store.meta.get('n_subjects', '?')} subjects; {how}")
+          f"{subjects} subjects; {how}")
     return 0
 
 
@@ -72,7 +104,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     runs = reproduce(profile=args.profile, data=args.data, data_root=args.data_root,
                      only=args.only, seed=args.seed, build=not args.no_build,
                      runs_dir=args.runs_dir, gpus=args.gpus, jobs=args.jobs,
-                     extra_seeds=[int(x) for x in args.extra_seeds],
+                     extra_seeds=list(args.extra_seeds),
                      allow_dirty=args.allow_dirty)
     # 'skipped' (needs other data) and 'missing' (notebook not written yet) are not failures.
     return 1 if any(r.status == "failed" for r in runs) else 0
@@ -102,6 +134,8 @@ def _resolve_store(data: str, data_root: Path) -> Path:
         raise FileNotFoundError(f"no {data} store at {named}; create it with `{how}`")
     if path.exists():
         raise FileNotFoundError(f"{path} is not a gaitlib store (no meta.json)")
+    if os.sep in data or data.startswith("."):
+        raise FileNotFoundError(f"no store at {path}: no such directory")
     raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASET_NAMES)} (under "
                      f"{data_root}/) or the path of a store")
 
@@ -110,14 +144,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
     from gaitlib.data.store import Store
-    from gaitlib.training import (
-        CheckpointError,
-        NonFiniteLossError,
-        RunDirError,
-        apply_overrides,
-        recipe,
-        train,
-    )
+    from gaitlib.training import apply_overrides, recipe, train
     from gaitlib.training.distributed import init, shutdown
 
     store = _resolve_store(args.data, args.data_root)
@@ -129,12 +156,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     out = args.out or Path("runs") / f"{args.model}-{store.name}-{args.profile}-seed{config.seed}"
     info = init(config.device)
-    try:
+    try:  # a bad checkpoint, a diverged loss, a locked --out: one line (see main)
         result = train(config, out, force=args.force, progress=not args.no_progress, info=info,
                        wait=args.wait)
-    except (CheckpointError, NonFiniteLossError, RunDirError) as err:
-        print(f"gaitlib: error: {err}", file=sys.stderr)
-        return 2
     finally:
         shutdown()
     if info.is_main:
@@ -145,16 +169,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from gaitlib.training import CheckpointError, RunDirError, evaluate_run
+    from gaitlib.training import evaluate_run
     from gaitlib.training.distributed import shutdown
 
     try:
         result, iteration = evaluate_run(args.run_dir, bootstrap=args.bootstrap, metric=args.metric,
                                          write=args.write, progress=not args.no_progress,
                                          wait=args.wait)
-    except (CheckpointError, RunDirError) as err:
-        print(f"gaitlib: error: {err}", file=sys.stderr)
-        return 2
     finally:
         shutdown()
     if result is not None:  # None on the other ranks of a torchrun job
@@ -164,16 +185,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_checkpoint_import(args: argparse.Namespace) -> int:
-    from gaitlib.models.convert import ConversionError
     from gaitlib.training.import_checkpoint import import_checkpoint
 
     store = _resolve_store(args.data, args.data_root) if args.data else None
-    try:
-        out = import_checkpoint(args.source, args.src, args.model, args.out, store=store,
-                                force=args.force)
-    except ConversionError as err:
-        print(f"gaitlib: error: {err}", file=sys.stderr)
-        return 2
+    out = import_checkpoint(args.source, args.src, args.model, args.out, store=store,
+                            force=args.force)  # a checkpoint that does not fit: ValueError
     print(f"run directory: {out}")
     print(f"evaluate it with: gaitlib eval {out}" + ("" if store else
           "  (after setting data.store in config.json, or import again with --data)"))
@@ -260,7 +276,7 @@ def _add_train_parsers(commands) -> None:
                     "and print the rank-1 table with bootstrap 95% CIs.")
     ev.add_argument("run_dir", type=Path, metavar="RUN_DIR",
                     help="a directory made by gaitlib train")
-    ev.add_argument("--bootstrap", type=int, default=None,
+    ev.add_argument("--bootstrap", type=_count(0), default=None,
                     help="bootstrap resamples for the CIs (default: the run's eval.bootstrap)")
     ev.add_argument("--metric", choices=("euc", "cos"), default=None,
                     help="distance (default: the run's eval.metric)")
@@ -288,16 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render a 3D articulated walker to silhouettes with CASIA-B's shape (subjects x "
                     "nm-01..06, bg-01..02, cl-01..02 x 11 views), pretreat them like real data and "
                     "write a store. Deterministic for a given seed and options.")
-    synth.add_argument("--subjects", type=int, default=100,
+    synth.add_argument("--subjects", type=_count(2), default=100,
                        help="number of subjects (default 100: 50 train, 50 test)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--seed", type=_count(0), default=0, help="random seed (default 0)")
     synth.add_argument("--views", type=_csv_list, default=None,
                        help="comma-separated views in degrees, from 000,018,...,180 (default all 11)")
     synth.add_argument("--conditions", type=_csv_list, default=None,
                        help="comma-separated conditions, e.g. nm-01,bg-01,cl-01 (default all 10)")
     synth.add_argument("--out", type=Path, default=DEFAULT_SYNTH_DIR,
                        help=f"store directory (default {DEFAULT_SYNTH_DIR})")
-    synth.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    synth.add_argument("--workers", type=_count(1), default=os.cpu_count() or 1,
                        help="worker processes (default: all cores)")
     synth.add_argument("--force", action="store_true", help="replace an existing store")
     synth.set_defaults(func=_cmd_synth)
@@ -311,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("dataset", choices=["casia-b", "oumvlp"], help="which dataset SRC holds")
     imp.add_argument("src", type=Path, help="root of the PNG or pkl tree")
     imp.add_argument("--out", type=Path, default=None, help="store directory (default data/DATASET)")
-    imp.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    imp.add_argument("--workers", type=_count(1), default=os.cpu_count() or 1,
                      help="worker processes (default: all cores)")
     imp.add_argument("--size", type=int, choices=(64, 128), default=64,
                      help="frame side: 64 (default; 64x44 model input) or 128 (128x88 input)")
@@ -369,14 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--gpus", type=_gpu_list, default=None, metavar="IDS",
                      help="comma-separated GPU ids, e.g. 0,1,2,3: run notebooks in parallel, one "
                           "per GPU at a time (default: on the CPU, see --jobs)")
-    rep.add_argument("--jobs", type=int, default=None, metavar="N",
+    rep.add_argument("--jobs", type=_count(1), default=None, metavar="N",
                      help="without --gpus: notebooks run N at a time on the CPU, sharing the cores "
                           "(default: one per core up to 3 cores, else one per two cores; 1 = one "
                           "after another)")
-    rep.add_argument("--only", type=_csv_list, default=None, metavar="IDS",
+    rep.add_argument("--only", type=_ids, default=None, metavar="IDS",
                      help=f"comma-separated artifact ids (default all): {', '.join(NOTEBOOKS)}")
-    rep.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
-    rep.add_argument("--extra-seeds", type=_csv_list, default=(), metavar="SEEDS",
+    rep.add_argument("--seed", type=_count(0), default=0, help="seed of every run (default 0)")
+    rep.add_argument("--extra-seeds", type=_seeds, default=(), metavar="SEEDS",
                      help="comma-separated further seeds of each ablation's reference row and full "
                           "model, e.g. 1,2,3,4: the ablation pages add their seed-to-seed SD and a "
                           "verdict on each claimed delta (make evidence)")
@@ -390,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "extracts and evaluates a few test sequences; prints step time, peak "
                           "memory and projected hours and writes a CSV (paper profile: "
                           "book/results/paper-dry-run.csv)")
-    rep.add_argument("--steps", type=int, default=3, metavar="N",
+    rep.add_argument("--steps", type=_count(1), default=3, metavar="N",
                      help="--dry-run: training iterations before the checkpoint (default 3; the "
                           "first is a warm-up, the rest are timed)")
     rep.add_argument("--dry-run-csv", type=Path, default=None, metavar="PATH",
@@ -414,13 +430,18 @@ def main(argv: list[str] | None = None) -> int:
             shown(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show_warning
-    from gaitlib.data.store import StoreError
-    from gaitlib.report.reproduce import BookBuildError
+    from gaitlib.errors import GaitlibError, describe_os_error
 
     try:
         return args.func(args)
-    except (FileExistsError, FileNotFoundError, ValueError, StoreError, BookBuildError) as err:
+    except (GaitlibError, ValueError) as err:  # bad input: the message names what is wrong
         print(f"gaitlib: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # on a user's path (full disk, read-only, a file for a folder)
+        described = describe_os_error(err)
+        if described is None and not isinstance(err, (FileExistsError, FileNotFoundError)):
+            raise  # no path to name: a bug, keep the traceback
+        print(f"gaitlib: error: {described or err}", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = shown

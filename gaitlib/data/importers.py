@@ -46,7 +46,7 @@ from gaitlib.data.splits import (
     OUMVLP_CONDITIONS,
     OUMVLP_VIEWS,
 )
-from gaitlib.data.store import StoreWriter
+from gaitlib.data.store import StoreWriter, check_out
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ SKIP_REASONS = {
     "empty_dir": "sequence folder holds no frame files",
     "too_few_frames": f"fewer than {MIN_FRAMES} frames after pretreatment",
     "unreadable": "unreadable or corrupt file",
+    "not_regular": "a frame file is a FIFO, socket or device (never opened: it can block)",
     "unsafe_pkl": "pkl refused by the restricted unpickler",
     "bad_array": "pkl array is not uint8 (T, size, size) at the requested frame size",
     "empty_array": "pkl array has no frames",
@@ -278,9 +279,20 @@ def _load_pkl(task: Task) -> Result:
     return Result(task, np.ascontiguousarray(arr), note, f"{path}: {len(arr)} frames")
 
 
+def _special_file(folder: str, suffix: str) -> str | None:
+    """A frame file (``*suffix``) of ``folder`` that is a FIFO, socket, device or a link to one:
+    opening it can block forever, so its sequence is skipped unread (a broken link is not)."""
+    special = [e.path for e in os.scandir(folder) if e.name.lower().endswith(suffix)
+               and not e.is_file() and os.path.exists(e.path)]
+    return min(special, default=None)
+
+
 def load_sequence(task: Task) -> Result:
     """Load one sequence folder (runs in a worker process); never raises for bad data."""
     try:
+        special = _special_file(task.path, f".{task.kind}")
+        if special is not None:
+            return Result(task, None, "not_regular", special)
         return (_load_pkl if task.kind == "pkl" else _load_png)(task)
     except OSError as err:  # permissions, vanished files, I/O errors
         return Result(task, None, "unreadable", f"{task.path}: {err}")
@@ -380,9 +392,10 @@ def import_dataset(dataset: str, src: str | os.PathLike, out: str | os.PathLike,
     """Import ``dataset`` ("casia-b" or "oumvlp") from the tree at ``src`` into a store at ``out``.
 
     The layout is detected (see the module docstring). Bad sequences are skipped with a
-    reason, never fatal. Raises ValueError for an unknown dataset, an unrecognised tree or
-    a tree with nothing importable, FileExistsError if ``out`` exists and not ``force``;
-    in every failure ``out`` is left as it was. ``frame_size`` is 64 (the 64x44 input of every
+    reason, never fatal. Raises ValueError for an unknown dataset, an unrecognised tree, a
+    tree with nothing importable or an ``out`` that is, holds or lies in ``src``, and
+    FileExistsError for an ``out`` that :func:`~gaitlib.data.store.check_out` refuses; in
+    every failure ``out`` is left as it was. ``frame_size`` is 64 (the 64x44 input of every
     paper's main table) or 128 (the 128x88 input of 3D Local's and CSTL's Table 1).
     """
     if frame_size not in (64, 128):
@@ -392,8 +405,7 @@ def import_dataset(dataset: str, src: str | os.PathLike, out: str | os.PathLike,
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise (ValueError if src.exists() else FileNotFoundError)(f"{src} is not a directory")
-    if out.exists() and not force:  # fail before the scan; StoreWriter checks again
-        raise FileExistsError(f"{out} already exists; pass force=True (--force) to replace it")
+    check_out(out, force, source=src)  # before the scan; StoreWriter checks again
     started = time.perf_counter()
     summary = ImportSummary(dataset, str(src), str(out))
     layout = _detect(dataset, src)

@@ -62,7 +62,14 @@ def split_for(name: str, subjects=None) -> Split:
     return SPLITS[name](None if subjects is None else np.unique(np.asarray(subjects, dtype=str)))
 
 
+#: The datasets a store can hold, each with the split it uses unless told otherwise.
+DEFAULT_SPLITS = {"casia-b": "casia-b-lt", "oumvlp": "oumvlp", "synthetic": "synthetic",
+                  "synthetic-oumvlp": "synthetic"}
+DATASETS = tuple(DEFAULT_SPLITS)
+
+
 def default_split(dataset: str) -> str:
     """The split a store's dataset uses unless told otherwise."""
-    return {"casia-b": "casia-b-lt", "oumvlp": "oumvlp", "synthetic": "synthetic",
-            "synthetic-oumvlp": "synthetic"}[dataset]
+    if dataset not in DEFAULT_SPLITS:
+        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    return DEFAULT_SPLITS[dataset]

@@ -34,16 +34,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gaitlib.data.splits import DATASETS
+from gaitlib.errors import GaitlibError, naming
+
 FORMAT = "gaitlib-store"
 FORMAT_VERSION = 1
 INDEX_COLUMNS = ["subject", "condition", "view", "start", "length"]
+CHECKSUMMED = ("index.csv", "frames.u8")  # the only files meta.json's checksums may name
+MAX_FRAME_SIDE = 1024  # stores hold 64x64 or 128x128 frames
 
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 24  # bytes hashed at a time
 
 
-class StoreError(RuntimeError):
+class StoreError(GaitlibError, RuntimeError):
     """A store is missing, incomplete or inconsistent."""
 
 
@@ -59,6 +64,10 @@ def read_meta(meta_file: str | os.PathLike) -> dict:
         raise StoreError(f"{meta_file}: store metadata must be a JSON object, got "
                          f"{type(meta).__name__}")
     return meta
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -106,15 +115,56 @@ def clean_stale(out: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a gaitlib store: a readable ``meta.json`` (what
+    :class:`StoreWriter` writes last) whose ``format`` says so."""
+    meta_file = Path(path) / "meta.json"
+    try:  # a FIFO named meta.json is not read: it would block
+        return meta_file.is_file() and read_meta(meta_file).get("format") == FORMAT
+    except StoreError:  # unreadable, not a JSON object
+        return False
+
+
+def check_out(out: str | os.PathLike, force: bool = False,
+              source: str | os.PathLike | None = None) -> None:
+    """Refuse to write a store at ``out`` where doing so would destroy anything but a store.
+
+    ``out`` may be new, an empty directory or, with ``force``, a store (replaced); a regular file
+    or a directory holding anything else is refused even with ``force``, and so is an ``out``
+    that is, contains or lies inside the ``source`` tree of an import."""
+    out = Path(out)
+    if source is not None:
+        src, dst = Path(source).resolve(), out.resolve()
+        where = "is" if dst == src else "lies inside" if src in dst.parents else \
+            "contains" if dst in src.parents else None
+        if where:
+            raise ValueError(f"--out {out} {where} the source tree {source}: a store there would "
+                             "mix with or (--force) replace the data it is made from; choose an "
+                             "--out outside it")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a store directory; choose another --out "
+                              "(--force replaces only a gaitlib store)")
+    if not force:
+        raise FileExistsError(f"{out} already exists; pass force=True (--force) to replace it")
+    if any(out.iterdir()) and not is_store(out):
+        raise FileExistsError(f"{out} is not a gaitlib store (no readable meta.json of one); "
+                              "--force replaces only a store: choose another --out")
+
+
 class StoreWriter:
     """Builds a store atomically: ``with StoreWriter(out, "casia-b") as w: w.add(...)``.
 
     On an exception inside the block the temporary directory is removed and ``out`` is
-    untouched. An existing store at ``out`` is replaced only with ``force=True``.
+    untouched. An existing store at ``out`` is replaced only with ``force=True``, and nothing
+    but a store ever is (:func:`check_out`).
     """
 
     def __init__(self, out: str | os.PathLike, dataset: str, frame_size: int = 64,
                  force: bool = False, extra_meta: dict | None = None):
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
         self.out = Path(out)
         self.dataset = dataset
         self.frame_shape = (frame_size, frame_size)
@@ -128,13 +178,15 @@ class StoreWriter:
         self.cleaned: list[Path] = []  # stale temporary directories removed on entry
 
     def __enter__(self) -> StoreWriter:
-        if self.out.exists() and not self.force:
-            raise FileExistsError(f"{self.out} already exists; pass force=True (--force) to replace it")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.cleaned = clean_stale(self.out)
-        # The pid in the name tells a later writer whether this directory is still in use.
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-{os.getpid()}-",
-                                          dir=self.out.parent))
+        check_out(self.out, self.force)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.cleaned = clean_stale(self.out)
+            # The pid in the name tells a later writer whether this directory is still in use.
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-{os.getpid()}-",
+                                              dir=self.out.parent))
+        except OSError as err:  # read-only, not a directory: name the store, not a temporary
+            raise OSError(err.errno, err.strerror, str(self.out)) from err
         self._file = open(self._tmp / "frames.u8", "wb")
         return self
 
@@ -147,18 +199,28 @@ class StoreWriter:
         if len(frames) == 0:
             raise ValueError(f"{subject}/{condition}/{view}: a sequence needs at least one frame")
         data = frames.tobytes()
-        self._file.write(data)
+        with naming(self._file.name):
+            self._file.write(data)
         self._digest.update(data)
         self._rows.append((str(subject), str(condition), str(view), self._n_frames, len(frames)))
         self._n_frames += len(frames)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._file.close()
+        try:
+            with naming(self._file.name):
+                self._file.close()
+            if exc_type is None:
+                self._finish()
+        except BaseException:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
         if exc_type is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
-            return
+
+    def _finish(self) -> None:
         index = pd.DataFrame(self._rows, columns=INDEX_COLUMNS)
-        index.to_csv(self._tmp / "index.csv", index=False)
+        with naming(self._tmp / "index.csv"):
+            index.to_csv(self._tmp / "index.csv", index=False)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -172,7 +234,8 @@ class StoreWriter:
             "checksums": {"index.csv": sha256_file(self._tmp / "index.csv"),
                           "frames.u8": self._digest.hexdigest()},
         }
-        (self._tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        with naming(self._tmp / "meta.json"):
+            (self._tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(self._tmp, self.out)
 
 
@@ -217,6 +280,10 @@ class Store:
         if size != expected or len(self.index) != self.meta["n_sequences"]:
             raise StoreError(f"{self.path}: frames.u8 has {size} bytes and index {len(self.index)} rows; "
                              f"meta.json says {expected} bytes and {self.meta['n_sequences']} sequences")
+        n_subjects = int(self.index["subject"].nunique())
+        if self.meta.get("n_subjects", n_subjects) != n_subjects:
+            raise StoreError(f"{meta_file}: n_subjects {self.meta['n_subjects']}, but index.csv "
+                             f"holds {n_subjects} subjects")
         self._start = self.index["start"].to_numpy()
         self._length = self.index["length"].to_numpy()
         self._check_extent(n)
@@ -230,15 +297,30 @@ class Store:
                    if k not in self.meta]
         if missing:
             raise StoreError(f"{meta_file}: missing {', '.join(missing)}")
+        if self.meta["dataset"] not in DATASETS:
+            raise StoreError(f"{meta_file}: dataset {self.meta['dataset']!r} is not one gaitlib "
+                             f"knows ({', '.join(DATASETS)}): no split or protocol for it")
         shape, n = self.meta["frame_shape"], self.meta["n_frames"]
         ok = (isinstance(shape, list) and len(shape) == 2
-              and all(isinstance(x, int) and x > 0 for x in shape) and shape[0] == shape[1])
+              and all(_is_count(x) and 0 < x <= MAX_FRAME_SIDE for x in shape)
+              and shape[0] == shape[1])
         if not ok:
-            raise StoreError(f"{meta_file}: frame_shape {shape!r} is not a square [size, size] "
-                             "of positive integers")
-        for key in ("n_frames", "n_sequences"):
-            if not isinstance(self.meta[key], int) or self.meta[key] < 0:
+            raise StoreError(f"{meta_file}: frame_shape {shape!r:.60} is not a square [size, size] "
+                             f"of positive integers up to {MAX_FRAME_SIDE}")
+        for key in ("n_frames", "n_sequences", "n_subjects"):
+            if key in self.meta and not _is_count(self.meta[key]):
                 raise StoreError(f"{meta_file}: {key} {self.meta[key]!r} is not a count")
+        checksums = self.meta.get("checksums", {})
+        if not isinstance(checksums, dict):
+            raise StoreError(f"{meta_file}: checksums must map file names to SHA-256 digests, "
+                             f"got {type(checksums).__name__} {checksums!r:.60}")
+        for name, digest in checksums.items():
+            if name not in CHECKSUMMED:  # never read a file the metadata points at elsewhere
+                raise StoreError(f"{meta_file}: checksums names {name!r}; a store's checksums "
+                                 f"cover {' and '.join(CHECKSUMMED)} only")
+            if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+                raise StoreError(f"{meta_file}: the checksum of {name} is {digest!r:.80}, not a "
+                                 "SHA-256 hex digest")
         return shape[0], shape[1], n
 
     def _read_index(self, index_file: Path) -> pd.DataFrame:
@@ -265,11 +347,13 @@ class Store:
             if len(empty):
                 raise StoreError(f"{index_file}, line {empty[0] + 2}: empty {column}")
         for column in ("start", "length"):
-            ok = index[column].str.fullmatch(r"\d+").to_numpy()
+            # 15 digits: far beyond any store (10^15 frames), far within int64
+            ok = index[column].str.fullmatch(r"\d{1,15}").to_numpy()
             if not ok.all():
                 i = int(np.flatnonzero(~ok)[0])
                 raise StoreError(f"{index_file}, line {i + 2}: {column} "
-                                 f"{index[column].iloc[i]!r} is not a non-negative integer")
+                                 f"{index[column].iloc[i]!r:.40} is not a non-negative integer "
+                                 "below 10^15")
             index[column] = index[column].astype(np.int64)
         dup = index.duplicated(["subject", "condition", "view"], keep=False).to_numpy()
         if dup.any():
@@ -289,6 +373,10 @@ class Store:
         if len(bad):
             raise StoreError(f"{index_file}, line {bad[0] + 2}: length {self._length[bad[0]]} "
                              "(a sequence has at least one frame)")
+        bad = np.flatnonzero(self._length > n_frames)  # before any sum could overflow
+        if len(bad):
+            raise StoreError(f"{index_file}, line {bad[0] + 2}: length {self._length[bad[0]]}: "
+                             f"the sequences cover more than the {n_frames} frames of the store")
         expected = np.concatenate([[0], np.cumsum(self._length)[:-1]]) if len(self._length) \
             else np.zeros(0, np.int64)
         bad = np.flatnonzero(self._start != expected)
@@ -304,14 +392,18 @@ class Store:
 
     def verify(self) -> dict[str, str]:
         """Check index.csv and frames.u8 against the checksums in meta.json (reads every byte).
-        Returns {file: 'ok'} per checked file; raises StoreError on a mismatch, and returns
-        {} for a store written without checksums (by an older gaitlib)."""
+        Returns {file: 'verified' or 'unverified'} for both files (unverified: meta.json records
+        no checksum of it, as in stores of an older gaitlib); raises StoreError on a mismatch."""
+        recorded = self.meta.get("checksums", {})
         checked = {}
-        for name, recorded in self.meta.get("checksums", {}).items():
-            if sha256_file(self.path / name) != recorded:
+        for name in CHECKSUMMED:
+            if name not in recorded:
+                checked[name] = "unverified"
+            elif sha256_file(self.path / name) != recorded[name]:
                 raise StoreError(f"{self.path / name} does not match its checksum in meta.json "
                                  "(changed or corrupted after the store was written)")
-            checked[name] = "ok"
+            else:
+                checked[name] = "verified"
         return checked
 
     @property

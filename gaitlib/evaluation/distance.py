@@ -9,9 +9,19 @@ An OU-MVLP test set has ~72k probes and ~72k gallery sequences, so a full distan
 (20 GB in float32, times the number of parts for a batched computation) never exists here:
 probes go through in chunks and only each probe's nearest gallery sequence per gallery
 group (view) survives a chunk.
+
+Magnitudes. The squared distances are float32 sums of squares: features beyond about 1e18
+overflow them (inf - inf = NaN, nearest neighbours at random) and features below about 1e-19
+underflow them to 0 (every distance 0, ties everywhere). Features whose largest magnitude lies
+outside [2^-40, 2^40] are therefore multiplied by one power of two that brings it to about 1
+(:func:`magnitude_scale`). Scaling by a power of two is exact in binary floating point and
+scales every distance by the same factor, so each nearest neighbour is the one the exact
+arithmetic would pick; features in the ordinary range are not touched at all.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -21,6 +31,9 @@ METRICS = ("euc", "cos")
 # Elements of one (chunk x gallery) temporary; a chunk holds about three of them.
 _CPU_BUDGET = 1 << 24
 _CUDA_BUDGET = 1 << 27
+# Largest magnitudes left as they are: squares of sums over up to 2^16 channels stay normal.
+_SAFE_RANGE = (2.0**-40, 2.0**40)
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -38,7 +51,29 @@ def as_parts(features) -> torch.Tensor:
         x = x.unsqueeze(2)
     if x.ndim != 3:
         raise ValueError(f"features must be (n, c, p) or (n, d); got shape {tuple(x.shape)}")
+    if x.dtype == torch.float64 and x.numel():
+        top = _largest(x)
+        if math.isfinite(top) and top > _FLOAT32_MAX:
+            raise ValueError(f"features reach {top:.3g}, beyond float32's range "
+                             f"({_FLOAT32_MAX:.3g}) in which distances are computed; divide "
+                             "them by a power of two first")
     return x.float()
+
+
+def _largest(x: torch.Tensor) -> float:
+    """max |x| in one pass, without an |x| copy of the whole tensor."""
+    low, high = torch.aminmax(x)
+    return max(-float(low), float(high))
+
+
+def magnitude_scale(*features: torch.Tensor) -> float:
+    """1.0 for features whose largest magnitude is within [2^-40, 2^40] (or all zero or
+    non-finite), else the power of two that brings it into [0.5, 1): multiplying by it is exact
+    and keeps every nearest neighbour (see the module note)."""
+    top = max((_largest(x) for x in features if x.numel()), default=0.0)
+    if not math.isfinite(top) or top == 0.0 or _SAFE_RANGE[0] <= top <= _SAFE_RANGE[1]:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(top)[1])
 
 
 def check_metric(metric: str) -> None:
@@ -46,9 +81,13 @@ def check_metric(metric: str) -> None:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
 
 
-def _prepare(x: torch.Tensor, metric: str, device: torch.device) -> torch.Tensor:
-    """(n, c, p) -> (p, n, c) on ``device``; unit-normalised per part for the cosine metric."""
+def _prepare(x: torch.Tensor, metric: str, device: torch.device,
+             scale: float = 1.0) -> torch.Tensor:
+    """(n, c, p) -> (p, n, c) on ``device``, times ``scale`` (a power of two; see
+    :func:`magnitude_scale`); unit-normalised per part for the cosine metric."""
     x = x.to(device).permute(2, 0, 1).contiguous()
+    if scale != 1.0:
+        x = x * scale  # not in place: x may still be the caller's tensor
     if metric == "cos":
         x = torch.nn.functional.normalize(x, p=2, dim=2)
     return x
@@ -79,7 +118,9 @@ def pairwise_distance(x, y, metric: str = "euc", device=None) -> torch.Tensor:
     """The full (m, n) distance matrix, on ``device``. For small sets and as a reference."""
     check_metric(metric)
     dev = resolve_device(device)
-    xp, yp = _prepare(as_parts(x), metric, dev), _prepare(as_parts(y), metric, dev)
+    x, y = as_parts(x), as_parts(y)
+    scale = magnitude_scale(x, y)
+    xp, yp = _prepare(x, metric, dev, scale), _prepare(y, metric, dev, scale)
     if xp.shape[0] != yp.shape[0] or xp.shape[2] != yp.shape[2]:
         raise ValueError(f"probe parts/channels {tuple(xp.shape)} do not match gallery "
                          f"{tuple(yp.shape)} (as parts, n, c)")
@@ -102,7 +143,8 @@ def nearest_per_group(probe, gallery, groups: np.ndarray, n_groups: int, metric:
     """
     check_metric(metric)
     dev = resolve_device(device)
-    x, y = as_parts(probe), as_parts(gallery)
+    x = as_parts(probe)
+    y = x if gallery is probe else as_parts(gallery)
     p_idx = np.arange(len(x)) if probe_index is None else np.asarray(probe_index, np.int64)
     g_idx = np.arange(len(y)) if gallery_index is None else np.asarray(gallery_index, np.int64)
     groups = np.asarray(groups, dtype=np.int64)
@@ -114,7 +156,8 @@ def nearest_per_group(probe, gallery, groups: np.ndarray, n_groups: int, metric:
     # Sort the gallery by group so each group is one contiguous slice of the distance matrix.
     order = np.argsort(groups, kind="stable")
     bounds = np.searchsorted(groups[order], np.arange(n_groups + 1))
-    yp = _gather_parts(y, g_idx[order], metric, dev)
+    scale = magnitude_scale(x) if y is x else magnitude_scale(x, y)
+    yp = _gather_parts(y, g_idx[order], metric, dev, scale)
     y2 = yp.square().sum(2) if metric == "euc" else None
     order_t = torch.from_numpy(order).to(dev)
 
@@ -127,7 +170,7 @@ def nearest_per_group(probe, gallery, groups: np.ndarray, n_groups: int, metric:
     nearest = np.full((n_probe, n_groups), -1, dtype=np.int64)
     for start in range(0, n_probe, chunk_size):
         rows = torch.from_numpy(p_idx[start : start + chunk_size])
-        dist = _part_distance(_prepare(x[rows], metric, dev), yp, y2, metric)
+        dist = _part_distance(_prepare(x[rows], metric, dev, scale), yp, y2, metric)
         for g in range(n_groups):
             lo, hi = int(bounds[g]), int(bounds[g + 1])
             if hi > lo:
@@ -137,12 +180,14 @@ def nearest_per_group(probe, gallery, groups: np.ndarray, n_groups: int, metric:
 
 
 def _gather_parts(x: torch.Tensor, idx: np.ndarray, metric: str,
-                  device: torch.device) -> torch.Tensor:
-    """Rows ``idx`` of (n, c, p) ``x`` as a prepared (p, len(idx), c) tensor, one part at a
-    time so that no second full copy of the selection exists at any moment."""
+                  device: torch.device, scale: float = 1.0) -> torch.Tensor:
+    """Rows ``idx`` of (n, c, p) ``x`` (times ``scale``) as a prepared (p, len(idx), c) tensor,
+    one part at a time so that no second full copy of the selection exists at any moment."""
     rows = torch.from_numpy(idx).to(x.device)
     out = torch.empty((x.shape[2], len(idx), x.shape[1]), dtype=torch.float32, device=device)
     for i in range(x.shape[2]):
         part = x[rows, :, i].to(device)
+        if scale != 1.0:
+            part = part * scale
         out[i] = torch.nn.functional.normalize(part, p=2, dim=1) if metric == "cos" else part
     return out

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from gaitlib.errors import GaitlibError
 from gaitlib.evaluation.distance import as_parts, check_metric, nearest_per_group
 
 
-class NonFiniteFeaturesError(ValueError):
+class NonFiniteFeaturesError(GaitlibError, ValueError):
     """Features with NaN or infinite values: every distance to them is meaningless, and a NaN
     distance can win a nearest-neighbour search, so such features are never scored."""
 

@@ -283,7 +283,7 @@ def dry_run_one(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: 
             resumed = train(config, run_dir, stop_after=steps + 1, progress=False)
             if resumed.iteration != steps + 1:
                 raise RuntimeError(f"the resumed run ended at {resumed.iteration}, not {steps + 1}")
-            records = [json.loads(line) for line in (run_dir / rundir.METRICS).read_text().splitlines()]
+            records = rundir.read_metrics(run_dir)
             timed = [1.0 / r["it_per_s"] for r in records if 2 <= r["iteration"] <= steps]
             row.step_seconds = float(np.mean(timed)) if timed else float("nan")
             model = build_model(config, num_classes=len(train_subjects)).to(dev)

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gaitlib.errors import GaitlibError
 from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS
 from gaitlib.report.results import PUBLISH_ENV
 from gaitlib.report.runs import store_path
@@ -65,7 +66,7 @@ FINAL = "scorecard"
 STATUSES = ("ok", "failed", "skipped", "missing")
 
 
-class BookBuildError(RuntimeError):
+class BookBuildError(GaitlibError, RuntimeError):
     """The Sphinx build of the book failed (Sphinx printed why)."""
 
 
@@ -369,9 +370,12 @@ def build_book(root: Path = REPO) -> int:
 
 
 def select(only: Sequence[str] | None) -> list[str]:
-    """The notebooks to run, in running order (``scorecard`` last); a ValueError lists valid ids."""
-    if not only:
+    """The notebooks to run, in running order (``scorecard`` last): all for ``None``; a
+    ValueError lists the valid ids for an unknown one or an empty selection."""
+    if only is None:
         return list(NOTEBOOKS)
+    if not only:
+        raise ValueError(f"no artifact selected; valid: {', '.join(NOTEBOOKS)}")
     unknown = [n for n in only if n not in NOTEBOOKS]
     if unknown:
         raise ValueError(f"unknown artifact id(s) {', '.join(unknown)}; valid: {', '.join(NOTEBOOKS)}")
@@ -407,6 +411,8 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; valid: {', '.join(DATASETS)}")
     selected = select(only)
+    if Path(runs_dir).exists() and not Path(runs_dir).is_dir():
+        raise FileExistsError(f"--runs-dir {runs_dir} is a file, not a directory of runs")
     if workers is None and gpus:
         workers = gpu_workers(gpus)
         check_gpus(gpus)

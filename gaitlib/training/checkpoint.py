@@ -9,6 +9,7 @@ with ``torch.load(weights_only=True)``, which cannot execute code from a tampere
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -18,13 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from gaitlib.errors import GaitlibError, naming
+
 FORMAT = "gaitlib-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 REQUIRED = ("format", "version", "iteration", "model", "optimizer", "scheduler", "rng", "config")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GaitlibError, RuntimeError):
     """A checkpoint file is missing, unreadable or not a gaitlib checkpoint."""
 
 
@@ -76,9 +79,13 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # Serialised in memory first: torch.save writing straight to a full disk loses the OS
+    # error (it fails later on a file position), and the message must say the disk is full.
+    data = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, data)
     try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+        with naming(path), open(tmp, "wb") as f:
+            f.write(data.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -91,14 +98,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read a checkpoint with ``weights_only=True``; any problem raises :class:`CheckpointError`
     naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    check_regular_file(path, "checkpoint", CheckpointError)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
-        detail = (str(err).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable "
-                              f"({type(err).__name__}: {detail}); "
+                              f"({describe_load_error(err)}); "
                               "delete it to resume from an earlier one") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gaitlib checkpoint")
@@ -109,6 +114,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path} has version {payload['version']}; this gaitlib "
                               f"reads version {VERSION}")
     return payload
+
+
+def check_regular_file(path: Path, what: str, error: type[Exception]) -> None:
+    """``path`` must be a regular file: a FIFO or device would block ``torch.load`` forever."""
+    if not path.exists():
+        raise error(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise error(f"{what} {path} is not a regular file")
+
+
+def describe_load_error(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it
+    with ``weights_only=False``: for a file of unknown origin that would let it run code."""
+    text = str(err).strip()
+    if "weights_only" in text or "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" (e.g. {found[1]})" if found else ""
+        return (f"it holds Python objects other than tensors{what}: unpickling them could run "
+                "code, so gaitlib's weights-only load refuses the file")
+    return f"{type(err).__name__}: {(text.splitlines() or [''])[0][:200]}"
 
 
 def prune(directory: str | os.PathLike, keep: int) -> None:

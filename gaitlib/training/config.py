@@ -5,7 +5,9 @@ directory. Every field that can change the result lives here (the device and wor
 included, for the record), so a config plus a git commit reproduces a run. Overrides are
 ``key=value`` strings with dotted keys (``optimizer.lr=3e-4``), converted to the field's
 declared type; an unknown key is an error that lists the valid ones, never a warning, because a
-misspelt key silently ignored is a wrong experiment.
+misspelt key silently ignored is a wrong experiment. Every value is then checked against its
+domain (:mod:`gaitlib.training.checks`) as soon as the config is built by
+:func:`apply_overrides` or :func:`from_dict`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A configuration key or value is invalid."""
+from gaitlib.errors import ConfigError
+from gaitlib.training.checks import expand_subjects, validate  # noqa: F401 (the config's API)
 
 
 @dataclass
@@ -137,7 +138,6 @@ class TrainConfig:
 # Fields that do not change what a run computes: a resumed run may differ in these.
 NON_RESULT_KEYS = ("workers", "log_every", "keep_checkpoints", "eval.sequences_per_batch",
                    "data.on_device", "compile")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def flat_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
@@ -318,14 +318,20 @@ def _set_model_option(model: ModelConfig, option: str, value: Any, key: str) -> 
         elif isinstance(default, (int, float, str)):
             value = convert(value, type(default), key)
         elif isinstance(default, (list, tuple)):
-            value = [_parse_literal(v) for v in _as_items(value)]
+            kinds = {type(v) for v in default}
+            item = kinds.pop() if len(kinds) == 1 else None  # e.g. int for bins=(16, 8, 4, 2, 1)
+            if item in (bool, int, float, str):
+                value = convert(value, list[item], key)
+            else:
+                value = [_parse_literal(v) for v in _as_items(value)]
         else:
             value = _parse_literal(value)
     model.options[option] = value
 
 
 def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
-    """Apply ``key=value`` strings in order (``model.name`` first, so options check against it)."""
+    """Apply ``key=value`` strings in order (``model.name`` first, so options check against it),
+    then :func:`validate` the result."""
     pairs = []
     for item in overrides:
         if "=" not in item:
@@ -336,6 +342,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | tuple[str, ...])
     pairs.sort(key=lambda kv: kv[0] != "model.name")
     for key, value in pairs:
         set_value(config, key, value)
+    validate(config)
     return config
 
 
@@ -358,7 +365,10 @@ def from_dict(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -
             kwargs[name] = from_dict(value, hint, f"{prefix}{name}.")
         else:
             kwargs[name] = convert(value, hint, prefix + name)
-    return cls(**kwargs)
+    config = cls(**kwargs)
+    if cls is TrainConfig:
+        validate(config)
+    return config
 
 
 def _from_legacy_amp(data: dict[str, Any]) -> dict[str, Any]:
@@ -371,60 +381,3 @@ def _from_legacy_amp(data: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("config has both 'amp' (old) and 'precision'; keep 'precision'")
     data["precision"] = "bf16" if amp and data.get("device") == "cuda" else "fp32"
     return data
-
-
-def expand_subjects(items: list[str]) -> list[str]:
-    """``["001-003", "010"]`` -> ``["001", "002", "003", "010"]`` (zero padding kept)."""
-    out: list[str] = []
-    for item in items:
-        if "-" in item:
-            first, last = item.split("-", 1)
-            width = len(first)
-            out += [f"{i:0{width}d}" for i in range(int(first), int(last) + 1)]
-        else:
-            out.append(item)
-    return out
-
-
-def validate(config: TrainConfig) -> None:
-    """Checks that need more than one field, or a value range; raises ConfigError."""
-    from gaitlib.data.sampling import FRAME_MODES
-    from gaitlib.models import available
-
-    if config.model.name not in available():
-        raise ConfigError(f"unknown model {config.model.name!r}; "
-                          f"available: {', '.join(available())}")
-    if config.sampling.mode not in FRAME_MODES or config.sampling.mode == "all":
-        raise ConfigError(f"sampling.mode={config.sampling.mode!r}; "
-                          "valid: ordered, ordered_window, unordered")
-    if config.sampling.padding not in ("repeat", "cyclic"):
-        raise ConfigError(f"sampling.padding={config.sampling.padding!r}; valid: repeat, cyclic")
-    if config.optimizer.name not in ("adam", "sgd"):
-        raise ConfigError(f"optimizer.name={config.optimizer.name!r}; valid: adam, sgd")
-    if config.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device={config.device!r}; valid: auto, cpu, cuda")
-    for key, value in (("precision", config.precision), ("eval.precision", config.eval.precision)):
-        if value not in PRECISIONS:
-            raise ConfigError(f"{key}={value!r}; valid: {', '.join(PRECISIONS)}")
-    if config.compile not in ("", "default", "reduce-overhead", "max-autotune"):
-        raise ConfigError(f"compile={config.compile!r}; valid: '' (off), default, "
-                          "reduce-overhead, max-autotune")
-    if config.eval.metric not in ("euc", "cos"):
-        raise ConfigError(f"eval.metric={config.eval.metric!r}; valid: euc, cos")
-    positive = {"schedule.iterations": config.schedule.iterations, "sampling.p": config.sampling.p,
-                "sampling.k": config.sampling.k, "sampling.frames": config.sampling.frames,
-                "checkpoint_every": config.checkpoint_every, "log_every": config.log_every}
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
-    if config.loss.triplet_weight < 0 or config.loss.ce_weight < 0:
-        raise ConfigError("loss weights must be >= 0")
-    if config.sampling.p < 2 and config.loss.triplet_weight > 0:
-        raise ConfigError("the triplet loss needs sampling.p >= 2 (negatives)")
-    if config.sampling.k < 2 and config.loss.triplet_weight > 0:
-        # k=1: no anchor has a positive but itself, so the loss is identically 0 (or, counting
-        # self pairs, only pushes subjects apart): the run would "finish" having learnt nothing
-        raise ConfigError("the triplet loss needs sampling.k >= 2 (positive pairs); with "
-                          "sampling.k=1 it is identically 0")
-    if config.loss.triplet_weight <= 0 and config.loss.ce_weight <= 0:
-        raise ConfigError("no loss: loss.triplet_weight and loss.ce_weight are both 0")

@@ -34,7 +34,10 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda but torch sees no GPU (use device=cpu or device=auto)")
+            from gaitlib.errors import ConfigError
+
+            raise ConfigError("device=cuda, but torch sees no GPU; valid here: device=cpu or "
+                              "device=auto")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from gaitlib.data.store import sha256_file
-from gaitlib.models.convert import SOURCES, Conversion, convert_file
+from gaitlib.models.convert import SOURCES, Conversion, ConversionError, convert_file
 from gaitlib.training import checkpoint as ckpt
 from gaitlib.training import rundir
 from gaitlib.training.config import TrainConfig, flat_keys, set_value
@@ -54,7 +54,18 @@ def import_checkpoint(source: str, src: str | os.PathLike, model: str, out: str 
     if source not in SOURCES:
         raise ValueError(f"unknown checkpoint source {source!r}; valid: {', '.join(SOURCES)}")
     src, out = Path(src), Path(out)
-    conversion = convert_file(source, model, src)
+    ckpt.check_regular_file(src, "checkpoint", ConversionError)
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a run directory; choose another --out")
+    try:
+        conversion = convert_file(source, model, src)
+    except ConversionError as err:
+        load = err.__cause__
+        if load is not None and "weights-only" in str(err):  # torch.load's error, without its
+            raise ConversionError(                            # advice to load the file unsafely
+                f"{src} cannot be read as a weights-only torch checkpoint "
+                f"({ckpt.describe_load_error(load)})") from load
+        raise ConversionError(f"{src}: {err}") from err  # a checkpoint of another network
     conversion.build()  # strict load into the real model: fails here, not at eval time
     config = imported_config(conversion, str(Path(store).resolve()) if store else "")
     if out.exists() and any(out.iterdir()) and not force:

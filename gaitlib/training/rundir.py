@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -37,14 +38,15 @@ from typing import Any
 
 import torch
 
-from gaitlib.training.config import NON_RESULT_KEYS, TrainConfig, from_dict
+from gaitlib.errors import GaitlibError, naming
+from gaitlib.training.config import NON_RESULT_KEYS, ConfigError, TrainConfig, from_dict
 
 CONFIG, ENVIRONMENT = "config.json", "environment.json"
 METRICS, RESULTS = "metrics.jsonl", "results.json"
 CHECKPOINTS = "checkpoints"
 
 
-class RunDirError(RuntimeError):
+class RunDirError(GaitlibError, RuntimeError):
     """A run directory cannot be used for what was asked (locked, unfinished)."""
 
 
@@ -105,10 +107,23 @@ def run_lock(run_dir: str | os.PathLike, wait: bool = True) -> Iterator[None]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (tmp + os.replace)."""
+    """Write JSON atomically (tmp + os.replace); a failed write (disk full) names ``path`` and
+    leaves no temporary file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        with naming(path):
+            tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file of a run directory; unreadable or malformed is a RunDirError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunDirError(f"{path}: unreadable {what} ({type(err).__name__}: {err})") from err
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -119,7 +134,10 @@ def load_config(run_dir: Path) -> TrainConfig:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a gaitlib run directory (no {CONFIG})")
-    return from_dict(json.loads(path.read_text()))
+    try:
+        return from_dict(read_json(path, "run config"))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def result_fields(config: dict) -> dict:
@@ -146,6 +164,8 @@ def prepare(run_dir: Path, config: TrainConfig, force: bool) -> bool:
     ``force``: it is not ours to delete).
     """
     run_dir = Path(run_dir)
+    if (run_dir.exists() or run_dir.is_symlink()) and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir} is a file, not a run directory; choose another --out")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not (run_dir / CONFIG).is_file():
             raise FileExistsError(f"{run_dir} is not empty and is not a gaitlib run directory; "
@@ -156,7 +176,7 @@ def prepare(run_dir: Path, config: TrainConfig, force: bool) -> bool:
             raise FileExistsError(f"{run_dir} already holds a finished run; pass --force to "
                                   "replace it, or `gaitlib eval` it")
         else:
-            old = json.loads((run_dir / CONFIG).read_text())
+            old = read_json(run_dir / CONFIG, "run config")
             new = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as on disk
             new_flat, old_flat = result_fields(new), result_fields(old)
             diff = sorted(k for k in new_flat.keys() | old_flat.keys()
@@ -249,26 +269,68 @@ def trained_devices(run_dir: Path) -> list[str]:
     return labels
 
 
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of ``metrics.jsonl``. A last line cut short (a crash or a full disk during its
+    append) is dropped with a warning; a malformed line before the last is corruption, a
+    RunDirError naming the file and the line."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            if number == len(lines):  # the append that was interrupted
+                warnings.warn(f"{path}, line {number}: dropped a torn last line (a write cut "
+                              f"short by a crash): {line[:60]!r}", stacklevel=2)
+                continue
+            raise RunDirError(f"{path}, line {number}: not a JSON record ({err}); the log is "
+                              "corrupt (only its last line can be torn by a crash); remove the "
+                              "line or start over with --force") from None
+        records.append(record)
+    return records
+
+
 def truncate_metrics(run_dir: Path, iteration: int) -> None:
     """Drop log lines past ``iteration`` (written after the checkpoint an interrupted run
-    resumes from), so the log reads as one uninterrupted run."""
+    resumes from) and a torn last line, so the log reads as one uninterrupted run."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = [r for r in read_metrics(run_dir) if r.get("iteration", 0) <= iteration]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with naming(path):
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
-    with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    """Append one record as one ``write`` of one line (``O_APPEND``): a crash leaves at most a
+    torn last line, which :func:`read_metrics` drops."""
+    path = Path(run_dir) / METRICS
+    line = (json.dumps(record) + "\n").encode()
+    with naming(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
 
 def write_evaluation(run_dir: Path, result) -> dict:
     """eval.csv and eval.json from an EvaluationResult; returns the JSON summary."""
     run_dir = Path(run_dir)
-    result.table.to_csv(run_dir / "eval.csv", float_format="%.4f")
+    with naming(run_dir / "eval.csv"):
+        result.table.to_csv(run_dir / "eval.csv", float_format="%.4f")
     summary = {
         "protocol": result.protocol,
         "metric": result.metric,

@@ -34,14 +34,16 @@ from tqdm.auto import tqdm
 from gaitlib.data.sampling import DeviceBatches, FrameSampling, to_model_input, train_loader
 from gaitlib.data.splits import default_split, split_for
 from gaitlib.data.store import Store
+from gaitlib.errors import GaitlibError
 from gaitlib.losses import batch_all_triplet, part_accuracy, part_cross_entropy
 from gaitlib.training import checkpoint as ckpt
 from gaitlib.training import distributed, precision, rundir
-from gaitlib.training.config import LossConfig, TrainConfig, expand_subjects, validate
+from gaitlib.training.checks import check_against_store, check_disjoint
+from gaitlib.training.config import ConfigError, LossConfig, TrainConfig, expand_subjects, validate
 from gaitlib.training.distributed import DistInfo
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(GaitlibError, FloatingPointError):
     """The training loss became NaN or infinite: the run diverged and is stopped unpublished."""
 
 
@@ -65,29 +67,48 @@ _SPLIT_DATA = {"casia-b-lt": "casia-b", "casia-b-lt-73": "casia-b", "oumvlp": "o
 
 
 def resolve_subjects(config: TrainConfig, store: Store) -> tuple[list[str], list[str]]:
-    """Training and test subjects present in ``store``: an explicit list, else the split."""
+    """Training and test subjects: the explicit lists (every subject named must be in the store),
+    else the split's subjects that the store holds; the two sets never overlap."""
     present = set(store.subjects.tolist())
-    if config.data.train_subjects:
-        train = expand_subjects(config.data.train_subjects)
-        test = (expand_subjects(config.data.test_subjects) if config.data.test_subjects
-                else sorted(present - set(train)))
+    named = {key: expand_subjects(getattr(config.data, key), f"data.{key}")
+             for key in ("train_subjects", "test_subjects")}
+    for key, subjects in named.items():
+        missing = [s for s in subjects if s not in present]
+        if missing:
+            held = sorted(present)
+            raise ConfigError(f"data.{key}: {len(missing)} subject(s) not in the store "
+                              f"{store.path}: {', '.join(missing[:8])}"
+                              + (" ..." if len(missing) > 8 else "")
+                              + f" (it holds {len(held)}: {held[0]} .. {held[-1]})")
+    train, test = named["train_subjects"], named["test_subjects"]
+    if train:
+        test = test or sorted(present - set(train))
     else:
         name = config.data.split or default_split(store.dataset)
         own = _SPLIT_DATA[default_split(store.dataset)]
         if _SPLIT_DATA.get(name, own) != own:
             # e.g. a CASIA-B recipe's split on a synthetic store: its subjects are other people
-            raise ValueError(f"data.split={name!r} is not a split of the store's {store.dataset!r} "
-                             f"data; set data.split= (empty: the store's own split)")
+            raise ConfigError(f"data.split={name!r} is not a split of the store's "
+                              f"{store.dataset!r} data; set data.split= (empty: the store's own "
+                              "split)")
         split = split_for(name, store.subjects)
-        train, test = list(split.train), list(split.test)
-    train = [s for s in train if s in present]
-    test = sorted(s for s in test if s in present)
+        train = [s for s in split.train if s in present]
+        test = test or sorted(s for s in split.test if s in present)
+        check_disjoint(train, test, f"data.test_subjects and the training subjects of split "
+                                    f"{name!r}")
     if not train:
         raise ValueError(f"{store.path}: no training subject of the split is in the store "
                          f"(set data.split or data.train_subjects)")
     if config.eval.max_subjects > 0:
         test = test[: config.eval.max_subjects]
     return train, test
+
+
+def open_store(config: TrainConfig) -> Store:
+    """The run's store, with the checks of the config that need it (the input resolution)."""
+    store = Store(config.data.store)
+    check_against_store(config, store.meta["frame_shape"][0])
+    return store
 
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
@@ -202,6 +223,9 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     run_dir = Path(run_dir)
     info = info or distributed.init(config.device)
 
+    store = open_store(config)  # the checks that need the store, before the run directory
+    train_subjects, test_subjects = resolve_subjects(config, store)
+
     def prepare() -> bool:
         lock.enter_context(rundir.run_lock(run_dir, wait))
         return rundir.prepare(run_dir, config, force)
@@ -209,8 +233,6 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     resume = bool(distributed.broadcast_flag(bool(_main_rank_first(info, prepare)), info))
     distributed.barrier(info)
 
-    store = Store(config.data.store)
-    train_subjects, test_subjects = resolve_subjects(config, store)
     seed_everything(config.seed)
     model = build_model(config, num_classes=len(train_subjects)).to(info.device)
     if config.channels_last:
@@ -394,7 +416,7 @@ def evaluate_run(run_dir: str | Path, *, bootstrap: int | None = None, metric: s
             raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
         latest = found[-1][1]
         state = ckpt.load_checkpoint(latest)
-        store = Store(config.data.store)
+        store = open_store(config)
         train_subjects, test_subjects = resolve_subjects(config, store)
         model = build_model(config, num_classes=len(train_subjects)).to(info.device)
         if config.channels_last:
