@@ -129,6 +129,9 @@ def ablation(artifact_id: str, runs: dict[str, Run],
     seeds = {seed} | {r.spec.seed for rows in (seed_runs or {}).values() for r in rows}
     if len(seeds) > 1:
         table.attrs["seeds"] = sorted(seeds)
+    first = runs[art.rows[0].key()]
+    table.attrs.update(artifact=artifact_id, profile=first.spec.profile,
+                       iterations=first.config.schedule.iterations)
     return table
 
 
