@@ -111,7 +111,7 @@ def _ordered_paths(names) -> list[str]:
 
 
 def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, source: str, sils=None,
-                       n_slices: int = 4, frame: int | None = None) -> Figure:
+                       n_slices: int = 4, frame: int | None = None, title: str = "") -> Figure:
     """Fig. 4 (top): what each local path of one block samples, from ``model.inspect(sils)``.
 
     One row per path (head, torso, arm_l, arm_r, leg_l, leg_r): ``n_slices`` time slices of
@@ -121,8 +121,9 @@ def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, source:
     ``frame`` (default: the middle one) with each path's sampling grid drawn: its extent as a
     box and its centre as a dot, mapped from the block's map to the input frame.  The title
     counts the paths whose centre stays on the map in every frame (when the records hold
-    ``on_map``).  The volumes are resampled input: ``source`` names the dataset of the
-    silhouettes given to ``inspect``, and only synthetic ones are drawn (a real dataset's raise
+    ``on_map``); ``title`` goes above it (what the sequence is).  The volumes are resampled
+    input: ``source`` names the dataset of the silhouettes given to ``inspect``, and only
+    synthetic ones are drawn (a real dataset's raise
     :class:`~gaitlib.figures._common.RealFramesError`).
     """
     check_frames_source(source)
@@ -194,11 +195,11 @@ def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, source:
         ax.set_yticks([])
         ax.set_title(f"input frame {t0}: sampling grids", fontsize=8)
         ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
-    title = f"block {key}: sampled local volumes (channel mean), sample {sample}"
+    heading = f"block {key}: sampled local volumes (channel mean), sample {sample}"
     if all("on_map" in records[p] for p in paths):  # centres per frame (Local3DCNN.inspect)
         on = sum(bool(numpy_array(records[p]["on_map"])[sample].all()) for p in paths)
-        title += f"; {on}/{len(paths)} paths on the map in every frame"
-    grid.suptitle(title, fontsize=10)
+        heading += f"; {on}/{len(paths)} paths on the map in every frame"
+    grid.suptitle(heading if not title else f"{title}\n{heading}", fontsize=10)
     return declare_frames(grid, "synthetic")
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from gaitlib.report.evidence import ORDERING_COLUMN
+
 CAPTIONS = {
     "main": "Mean rank-1 (%) per condition: 'reproduced' is this page's run with its 95% CI, "
             "'reported' the paper's number, delta = reproduced - reported; methods gaitlib does "
@@ -32,29 +34,55 @@ def caption_for(table: pd.DataFrame) -> str:
     return ""
 
 
-def show(table: pd.DataFrame, caption: str | None = None):
+def show(table: pd.DataFrame, caption: str | None = None, baselines: pd.DataFrame | None = None):
     """A comparison, ablation or per-view table styled for the book (one decimal, signed
     deltas), with a caption saying what is reproduced and what is reported (``caption``, else
     :func:`caption_for`).  An ablation table is shown compactly: per condition the reproduced
-    mean with its CI in one cell, then the paper's number and the delta."""
+    mean with its CI in one cell, then the paper's number and the delta.  ``baselines``
+    (:func:`gaitlib.report.scale.baselines`): chance and GEI lines appended, in grey."""
     from gaitlib.report.tables import style_comparison
 
     caption = caption_for(table) if caption is None else caption
     if "Mean reproduced" in table.columns:
         table = compact_ablation(table)
+    extra = 0
+    if baselines is not None and len(baselines):
+        before = len(table)
+        table = with_baselines(table, baselines)
+        extra = len(table) - before
     styled = style_comparison(table)
     words = [c for c in table.columns if c in ("what", "paper's model", "page shows",
-                                                "ordering against the paper", "paper scale")]
+                                                ORDERING_COLUMN, "paper scale")]
     if hasattr(styled, "set_properties"):
         if words:  # text columns read better left-aligned
             styled = styled.set_properties(subset=words, **{"text-align": "left"})
         if caption:
             styled = styled.set_caption(caption)
+        grey = []
         if "source" in (table.index.names or []):  # per-view: the paper's rows in grey italics
-            paper = [i for i, key in enumerate(table.index) if key[-1] == "paper"]
+            grey = [i for i, key in enumerate(table.index) if key[-1] == "paper"]
+        if extra:  # the baselines: the last lines
+            grey = list(range(len(table) - extra, len(table)))
+        if grey:
             styled = styled.apply(lambda col: ["color: #555; font-style: italic"
-                                               if i in paper else "" for i in range(len(col))])
+                                               if i in grey else "" for i in range(len(col))])
     return styled
+
+
+def with_baselines(table: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (a main table, or an ablation after :func:`compact_ablation`) with the chance
+    and GEI lines of :func:`gaitlib.report.scale.baselines` appended; they have no paper number."""
+    if "condition" in (table.index.names or []):  # main table: (method, setting, condition)
+        lines = baselines.assign(setting="").set_index(["method", "setting", "condition"])
+        return pd.concat([table, lines.reindex(columns=table.columns)])
+    rows = []
+    for method, part in baselines.groupby("method", sort=False):
+        values = part.set_index("condition")["reproduced"]
+        line = {f"{c}": f"{values[c]:.1f}" for c in values.index}
+        if "Mean" in table.columns:
+            line["Mean"] = f"{values.mean():.1f}"
+        rows.append(pd.Series(line, name=method))
+    return pd.concat([table, pd.DataFrame(rows).reindex(columns=table.columns)])
 
 
 def compact_ablation(table: pd.DataFrame) -> pd.DataFrame:

@@ -11,8 +11,9 @@ This module holds what a notebook orchestrates: the runs an artifact needs (:fun
 (:func:`setup`, :func:`scope`, :func:`trained_on`) and test data for the inspection pages
 (:func:`test_features`, :func:`test_sequence`).  The rest lives by responsibility and is
 re-exported here, so notebooks keep calling ``study.<name>``: the comparison with the paper in
-:mod:`gaitlib.report.compare`, published results in :mod:`gaitlib.report.records`, and tables,
-plots and notes for the book in :mod:`gaitlib.report.display`.
+:mod:`gaitlib.report.compare`, published results in :mod:`gaitlib.report.records`, tables,
+plots and notes for the book in :mod:`gaitlib.report.display`, and the scale of a page's runs
+with the chance and GEI floor under them in :mod:`gaitlib.report.scale`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from gaitlib.report.records import (
     scorecard,
 )
 from gaitlib.report.runs import Run, RunSpec, ensure_run
+from gaitlib.report.scale import baselines, floor_sentence, scale_note
 
 if TYPE_CHECKING:
     import torch
@@ -75,17 +77,18 @@ __all__ = [
     # gaitlib.report.display
     "CAPTIONS", "caption_for", "compact_ablation", "ordering_note", "paired_note",
     "plot_ablation", "show", "show_paired",
+    # gaitlib.report.scale
+    "baselines", "floor_sentence", "scale_note",
     # gaitlib.report.records
     "FAITHFULNESS", "SETTING_WORDS", "headline", "is_binarized", "model_label",
     "other_results", "record", "recorded", "scorecard",
 ]
 
 PROFILE_NOTES = {
-    "smoke": "the smoke profile (a few iterations on a tiny synthetic set): plumbing only, the "
-             "numbers mean nothing",
-    "cpu": "the cpu profile: half resolution (32x22 for the papers' 64x44, 64x44 for 128x88), "
-           "half channel widths, (4, 4) batches of 8 frames, a short schedule with Adam at 1e-3, "
-           "tested on the first test subjects and frames (see the reproduction notes)",
+    "smoke": "the smoke profile (a few iterations, a tiny test): plumbing only, the numbers "
+             "mean nothing",
+    "cpu": "the cpu profile: half the papers' input resolution and channel widths and a few dozen "
+           "iterations (the exact scale is stated below)",
     "paper": "the papers' recipes (iterations, batches, resolutions)",
 }
 DATA_NOTES = {
