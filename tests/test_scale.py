@@ -74,3 +74,26 @@ def test_tables_carry_chance_and_the_gei_baseline(data_root):
     assert shown.loc[scale.CHANCE, "Mean"] == "25.0" and pd.isna(shown.loc[scale.GEI, "NM paper"])
     html = display.show(main, baselines=floor).to_html()
     assert scale.GEI in html and "font-style: italic" in html
+
+
+def test_the_protocol_under_a_main_table(data_root):
+    from gaitlib.report import compare, protocol
+
+    assert protocol.zoo("GaitSet", "NM") == (95.8, 85.9)
+    assert protocol.zoo("GaitGL", "miss", "oumvlp") == (89.9, 93.3)
+    assert protocol.zoo("CSTL", "NM") is None
+    runs = {"CSTL (ours) (64x44)": _run(data_root, "cstl"),
+            "GaitSet (64x44)": _run(data_root, "gaitset")}
+    note = protocol.protocol_note("cstl-t1", runs)
+    assert note.startswith("**Protocol.** This edition trains on 4 subjects")
+    assert "final checkpoint of every run" in note and "synthetic walker's silhouettes" in note
+    assert "nm-01, bg-01, cl-01 against a gallery of nm-02, bg-02, cl-02" in note
+    assert "issues/77" in note and "oscillate" in note and "OpenGait's model zoo" in note
+    assert "best test accuracy" in protocol.protocol_note("local3d-t1", {
+        "3DLocal (64x44)": _run(data_root, "local3d")})
+    # the zoo columns of a main table: OpenGait's numbers for the baselines only
+    paper_only = compare.main_table("cstl-t1", {})
+    gaitset = paper_only.loc[("GaitSet", "64x44", "CL")]
+    assert (gaitset["reported"], gaitset["OpenGait rank-1"], gaitset["OpenGait mAP"]) == \
+        (70.4, 75.4, 77.0)
+    assert pd.isna(paper_only.loc[("CSTL (ours)", "64x44", "NM"), "OpenGait rank-1"])

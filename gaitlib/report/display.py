@@ -15,9 +15,10 @@ import pandas as pd
 from gaitlib.report.evidence import ORDERING_COLUMN
 
 CAPTIONS = {
-    "main": "Mean rank-1 (%) per condition: 'reproduced' is this page's run with its 95% CI, "
-            "'reported' the paper's number, delta = reproduced - reported; methods gaitlib does "
-            "not implement have the paper's numbers only.",
+    "main": "Mean rank-1 (%) per condition: 'reproduced' is this page's run with its 95% CI and "
+            "its mAP (%), 'reported' the paper's number, delta = reproduced - reported; methods "
+            "gaitlib does not implement have the paper's numbers only; 'OpenGait' columns: "
+            "OpenGait's model zoo for the baselines it trains.",
     "ablation": "Mean rank-1 (%) per condition and ablation row: this page's run with its 95% CI, "
                 "then the paper's number ('paper') and the difference ('delta').",
 }

@@ -49,6 +49,7 @@ from gaitlib.report.display import (
     show,
     show_paired,
 )
+from gaitlib.report.protocol import protocol_note
 from gaitlib.report.records import (
     FAITHFULNESS,
     SETTING_WORDS,
@@ -77,8 +78,8 @@ __all__ = [
     # gaitlib.report.display
     "CAPTIONS", "caption_for", "compact_ablation", "ordering_note", "paired_note",
     "plot_ablation", "show", "show_paired",
-    # gaitlib.report.scale
-    "baselines", "floor_sentence", "scale_note",
+    # gaitlib.report.scale and gaitlib.report.protocol
+    "baselines", "floor_sentence", "protocol_note", "scale_note",
     # gaitlib.report.records
     "FAITHFULNESS", "SETTING_WORDS", "headline", "is_binarized", "model_label",
     "other_results", "record", "recorded", "scorecard",
