@@ -472,7 +472,7 @@ def test_scorecard_lists_every_artifact(tmp_path):
     assert card["paper scale"].str.contains("not yet measured").all()
 
 
-def test_other_results_list_only_the_same_code_version(tmp_path, monkeypatch):
+def test_a_page_shows_its_other_editions(tmp_path, monkeypatch):
     import gaitlib.report.results as results
 
     monkeypatch.setattr(results, "git_commit", lambda repo=None: "a" * 40)
@@ -482,10 +482,18 @@ def test_other_results_list_only_the_same_code_version(tmp_path, monkeypatch):
     for e in (same, old):
         _write(tmp_path, e)
     text = study.other_results("cstl-t3", tmp_path, "cpu", "casia-b")
-    assert "synthetic data, cpu profile" in text and "2026-01-02" in text and "aaaaaaa" in text
-    assert "smoke" not in text and "10.0" not in text  # the other version's numbers are not quoted
-    assert "1 other recorded result of this artifact comes from other code versions" in text
-    assert study.other_results("cstl-t4", tmp_path, "cpu", "casia-b").startswith("No other")
+    # the real-data page shows the synthetic edition, its table and its provenance
+    assert "### The synthetic edition (cpu profile)" in text
+    assert "Recorded 2026-01-02 at commit aaaaaaaaaaaa (`book/results/cstl-t3/synthetic-cpu.json`)" in text
+    assert "| row | Mean (paper) |" in text and "| CSTL | 50.0 (90.0) |" in text
+    # another code version's numbers are shown, and said to come from another version
+    assert "### The synthetic edition (smoke profile)" in text and "| CSTL | 10.0 (90.0) |" in text
+    assert "a different code version from this page's" in text
+    assert study.other_results("cstl-t4", tmp_path, "cpu", "casia-b").startswith("No other edition")
+    main = [{"method": "Ours", "setting": "", "condition": "NM", "reproduced": 80.0,
+             "95% CI": "[70.0, 90.0]", "reported": 97.0, "delta": -17.0}]
+    shown = records.record_markdown(pd.DataFrame(main))
+    assert shown.splitlines()[2] == "| Ours | - | NM | 80.0 | [70.0, 90.0] | 97.0 |"
 
 
 def test_per_view_comparison_puts_the_paper_under_each_reproduced_row(result_table):

@@ -1,4 +1,4 @@
-"""Rank-1 accuracy under the CASIA-B and OU-MVLP protocols (SPEC §3), with bootstrap CIs.
+"""Rank-1 accuracy under the CASIA-B and OU-MVLP protocols (OpenGait's), with bootstrap CIs.
 
 Every probe is matched once against every gallery view (nearest neighbour restricted to
 that view); the outcome is kept as a per-probe, per-gallery-view indicator. All tables,

@@ -42,7 +42,7 @@ class ReferenceCount:
     source: str = ""
 
 
-# The counts the reference code gives (SPEC §4); the 3D Local entry is the authors' own
+# The counts the reference code gives (OpenGait, the CSTL authors' code); the 3D Local entry is the authors' own
 # configuration (one local block, GaitSet-style backbone), which gaitlib builds with
 # ``authors_code=True``; the paper's configuration has no published count.
 REFERENCE_COUNTS: tuple[ReferenceCount, ...] = (

@@ -1,4 +1,4 @@
-"""Per-model training recipes, one per profile (SPEC §4, §5).
+"""Per-model training recipes, one per profile.
 
 ``paper`` is each paper's recipe, declared row by row with its source in
 ``recipe_sources.csv`` (GaitSet: its authors' code; GaitPart, GaitGL: OpenGait's CASIA-B
