@@ -42,8 +42,8 @@ class ReferenceCount:
     source: str = ""
 
 
-# The counts the reference code gives (OpenGait, the CSTL authors' code); the 3D Local entry is the authors' own
-# configuration (one local block, GaitSet-style backbone), which gaitlib builds with
+# The counts the reference code gives (OpenGait, the CSTL authors' code); the 3D Local entry is
+# the authors' own configuration (one local block, GaitSet-style backbone), which gaitlib builds with
 # ``authors_code=True``; the paper's configuration has no published count.
 REFERENCE_COUNTS: tuple[ReferenceCount, ...] = (
     ReferenceCount("GaitSet", "gaitset", {}, 2.59, 2, "OpenGait"),
