@@ -14,6 +14,9 @@ import pandas as pd
 
 from gaitlib.report.evidence import ORDERING_COLUMN
 
+# Inline style of table cells that hold sentences: they wrap instead of widening the table.
+WRAP = {"white-space": "normal", "min-width": "14em"}
+
 CAPTIONS = {
     "main": "Mean rank-1 (%) per condition: 'reproduced' is this page's run with its 95% CI and "
             "its mAP (%), 'reported' the paper's number, delta = reproduced - reported; methods "
@@ -53,10 +56,12 @@ def show(table: pd.DataFrame, caption: str | None = None, baselines: pd.DataFram
         extra = len(table) - before
     styled = style_comparison(table)
     words = [c for c in table.columns if c in ("what", "paper's model", "page shows",
-                                                ORDERING_COLUMN, "paper scale")]
+                                                ORDERING_COLUMN, "paper scale", "verdict",
+                                                "scale", "full model")]
     if hasattr(styled, "set_properties"):
-        if words:  # text columns read better left-aligned
-            styled = styled.set_properties(subset=words, **{"text-align": "left"})
+        if words:  # text columns read better left-aligned, and wrap (the book's CSS keeps
+            # number cells on one line)
+            styled = styled.set_properties(subset=words, **WRAP, **{"text-align": "left"})
         if caption:
             styled = styled.set_caption(caption)
         grey = []
@@ -130,7 +135,7 @@ def show_paired(table: pd.DataFrame):
     caption = (f"Paired delta against \"{info['reference']}\" (reproduced, 95% bootstrap CI over "
                f"the shared test subjects; * = CI excludes 0) and the paper's delta")
     return styled.set_caption(caption).set_table_styles(
-        [{"selector": "td", "props": "text-align: right;"}])
+        [{"selector": "td", "props": "text-align: right; white-space: normal; min-width: 9em;"}])
 
 
 def paired_note(table: pd.DataFrame) -> str:
