@@ -204,7 +204,7 @@ def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, source:
 
 
 def plot_fusion_weights(inspection: dict, *, title: str = "", ax=None) -> Figure:
-    """Fig. 4 (bottom): mean |w| of each block's fusion conv per branch (global and the local
+    """Fig. 4 (bottom): mean ``|w|`` of each block's fusion conv per branch (global and the local
     paths), one bar per block. Takes ``model.inspect(...)`` or its ``'fusion_weights'``
     mapping block -> {branch: weight}."""
     weights = inspection.get("fusion_weights", inspection)

@@ -128,10 +128,10 @@ def render(rows: list[dict], check: dict | None = None,
     for a, runs in _per_artifact(rows):
         cpu = sum(float(r["projected_hours"]) for r in runs)
         g = sum(gpu[_key(r)][0] for r in runs)
-        lines.append(f"| {a} | {len(runs)} | {_fmt(cpu)} | {_fmt(g)} |")
+        lines.append(f"| {a} | {_runs_cell(a, runs)} | {_fmt(cpu)} | {_fmt(g)} |")
     total_cpu = sum(float(r["projected_hours"]) for r in ok)
     total_gpu = sum(h for h, _ in gpu.values())
-    lines += [f"| **all (shared runs once)** | {len(ok)} | **{_fmt(total_cpu)}** "
+    lines += [f"| **all (shared runs once)** | {_runs_cell(None, ok)} | **{_fmt(total_cpu)}** "
               f"({total_cpu / 24 / 365:.1f} years) | **{_fmt(total_gpu)}** "
               f"({total_gpu / 24:.1f} days) |", ""]
 
@@ -168,6 +168,12 @@ def _per_artifact(rows: list[dict]) -> list[tuple[str, list[dict]]]:
     (:func:`gaitlib.report.hours.runs_of`): one source for every device-hour figure."""
     found = [(aid, runs_of(rows, [aid])[0]) for aid in ARTIFACT_IDS]
     return [(aid, ran) for aid, ran in found if ran]
+
+
+def _runs_cell(artifact_id: str | None, ran: list[dict]) -> str:
+    """'3', or '3 of 4' when some of the artifact's (or the study's) runs did not start."""
+    needed = len(runs_needed(None if artifact_id is None else [artifact_id]))
+    return str(len(ran)) if len(ran) == needed else f"{len(ran)} of {needed}"
 
 
 def cpu_throughput(cpu_steps: list[dict]) -> float:
@@ -208,11 +214,12 @@ def _render_gpu_measured(rows: list[dict], check: dict | None, cpu_steps: list[d
     lines += ["## Per artifact", "", f"| artifact | runs | GPU hours ({device}, projected) | "
               "CPU hours (projected) |", "|---|---|---|---|"]
     for a, runs in _per_artifact(rows):
-        lines.append(f"| {a} | {len(runs)} | {_fmt(sum(float(r['projected_hours']) for r in runs))} "
+        lines.append(f"| {a} | {_runs_cell(a, runs)} | "
+                     f"{_fmt(sum(float(r['projected_hours']) for r in runs))} "
                      f"| {_fmt(sum(cpu[_key(r)] for r in runs))} |")
     total_gpu = sum(float(r["projected_hours"]) for r in ok)
     total_cpu = sum(cpu.values())
-    lines += [f"| **all (shared runs once)** | {len(ok)} | **{_fmt(total_gpu)}** "
+    lines += [f"| **all (shared runs once)** | {_runs_cell(None, ok)} | **{_fmt(total_gpu)}** "
               f"({total_gpu / 24:.1f} days) | **{_fmt(total_cpu)}** "
               f"({total_cpu / 24 / 365:.0f} years) |", ""]
     if failed:

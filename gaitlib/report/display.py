@@ -15,7 +15,7 @@ import pandas as pd
 from gaitlib.report.evidence import ORDERING_COLUMN
 
 # Inline style of table cells that hold sentences: they wrap instead of widening the table.
-WRAP = {"white-space": "normal", "min-width": "14em"}
+WRAP = {"white-space": "normal", "min-width": "14em", "padding-left": "0.8em"}
 
 CAPTIONS = {
     "main": "Mean rank-1 (%) per condition: 'reproduced' is this page's run with its 95% CI and "
@@ -60,8 +60,11 @@ def show(table: pd.DataFrame, caption: str | None = None, baselines: pd.DataFram
                                                 "scale", "full model")]
     if hasattr(styled, "set_properties"):
         if words:  # text columns read better left-aligned, and wrap (the book's CSS keeps
-            # number cells on one line)
-            styled = styled.set_properties(subset=words, **WRAP, **{"text-align": "left"})
+            # number cells on one line); 'td.colN' outranks the table's right-aligned 'td'
+            props = "; ".join(f"{k}: {v}" for k, v in {**WRAP, "text-align": "left"}.items())
+            styled = styled.set_table_styles(
+                [{"selector": f"td.col{list(table.columns).index(c)}", "props": props}
+                 for c in words], overwrite=False)
         if caption:
             styled = styled.set_caption(caption)
         grey = []
