@@ -13,9 +13,6 @@ import sys
 from pathlib import Path
 
 DEFAULT_SYNTH_DIR = Path("data") / "synthetic"
-# The registered models (gaitlib.models.available(); a test keeps the two equal), named here
-# because importing the model zoo imports torch.
-MODELS = ("cstl", "gaitgl", "gaitmm", "gaitpart", "gaitset", "local3d")
 
 
 def _csv_list(text: str) -> tuple[str, ...]:
@@ -229,9 +226,11 @@ def _add_checkpoint_parsers(commands) -> None:
 
 
 def _add_train_parsers(commands) -> None:
+    from gaitlib.models import available  # the registry: names only, no model and no torch
     from gaitlib.training.config import flat_keys
     from gaitlib.training.recipes import PROFILES
 
+    models = available()
     train = commands.add_parser(
         "train", help="train a model (one process, or DDP under torchrun)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -247,8 +246,8 @@ def _add_train_parsers(commands) -> None:
                  "  gaitlib train --model gaitset --data casia-b --profile paper "
                  "optimizer.lr=2e-4\n"
                  "  gaitlib train --model gaitpart --data data/mystore sampling.p=4 seed=1")
-    train.add_argument("--model", required=True, choices=MODELS, metavar="MODEL",
-                       help=f"model name: {', '.join(MODELS)}")
+    train.add_argument("--model", required=True, choices=models, metavar="MODEL",
+                       help=f"model name: {', '.join(models)}")
     train.add_argument("--data", required=True, metavar="D",
                        help=f"a store path, or a dataset name under --data-root: "
                             f"{', '.join(DATASET_NAMES)}")

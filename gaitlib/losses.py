@@ -1,4 +1,4 @@
-"""Losses on part features (SPEC §4, "Shared pieces").
+"""Losses on part features.
 
 Pure functions plus thin ``nn.Module`` wrappers, so a trainer can compose them from a config
 (``{"triplet": 1.0, "ce": 1.0}`` -> weighted sum).  Models never import this module.

@@ -48,30 +48,37 @@ def test_seed_sd_of_a_delta_adds_the_two_rows_variances():
     assert math.isnan(sd) and source == ""
 
 
-@pytest.mark.parametrize("delta,excludes,sd,paper,expected", [
-    (6.0, True, 2.0, 4.0, "supported"),
-    (-6.0, True, 2.0, 4.0, "contradicted"),
-    (3.0, True, 2.0, 4.0, "unresolved"),  # within two seed SDs
-    (6.0, False, 2.0, 4.0, "unresolved"),  # the CI covers 0
-    (6.0, True, math.nan, 4.0, "unresolved"),  # no seeds: training noise unknown
+@pytest.mark.parametrize("delta,excludes,sd,paper,expected,seen", [
+    (6.0, True, 2.0, 4.0, "supported", "same sign as the paper, beyond seed noise"),
+    (-6.0, True, 2.0, 4.0, "contradicted", "opposite sign to the paper, beyond seed noise"),
+    (3.0, True, 2.0, 4.0, "unresolved", "not resolved"),  # within two seed SDs
+    (6.0, False, 2.0, 4.0, "unresolved", "not resolved"),  # the CI covers 0
+    (6.0, True, math.nan, 4.0, "unresolved", "not resolved"),  # no seeds: training noise unknown
 ])
-def test_verdicts(delta, excludes, sd, paper, expected):
-    assert claims.verdict(delta, excludes, sd, paper) == expected
+def test_verdicts_only_at_the_papers_scale(delta, excludes, sd, paper, expected, seen):
+    assert claims.verdict(delta, excludes, sd, paper, "paper") == expected
+    assert claims.verdict(delta, excludes, sd, paper, "cpu") == seen  # what was seen, no verdict
 
 
 def test_claims_per_table(tmp_path):
     ref, full, others = _record(tmp_path, "cstl-t3")
     table = claims.claims(tmp_path)
     assert set(table["artifact"]) == {"cstl-t3"} and ref not in set(table["row"])
-    assert len(table) == (1 + len(others)) * len(claims.CONDITIONS)
+    # GaitSet and GaitPart are shown on CSTL's Table 3 but are not CSTL's claims
+    own = [r for r in others if r not in ("GaitSet", "GaitPart")]
+    assert len(own) == len(others) - 2 and set(table["row"]) == {full, *own}
+    assert len(table) == (1 + len(own)) * len(claims.CONDITIONS)
     line = table[(table["row"] == full) & (table["condition"] == "Mean")].iloc[0]
     assert line["seed SD of delta"] == pytest.approx(math.hypot(1.0, 2.0))
-    assert line["beyond 2 seed SD"] and line["verdict"] == "supported"
-    other = table[(table["row"] == others[0]) & (table["condition"] == "NM")].iloc[0]
-    assert other["SD from"] == "pooled" and other["verdict"] == "contradicted"  # -5 against +1
+    # a cpu-profile record says what was seen; only the paper's scale gives verdicts
+    assert line["beyond 2 seed SD"] and line["outcome"] == "agrees"
+    assert line["verdict"] == "same sign as the paper, beyond seed noise"
+    assert line["scale"] == "at the cpu profile"  # the record names no iterations
+    other = table[(table["row"] == own[0]) & (table["condition"] == "NM")].iloc[0]
+    assert other["SD from"] == "pooled" and other["outcome"] == "opposes"  # -5 against +1
     counts = claims.verdict_counts(table)
-    assert counts.loc["cstl-t3", "full model"] == "supported"
-    assert counts.loc["cstl-t3", "contradicted"] == len(others)
+    assert counts.loc["cstl-t3", "full model"] == "same sign as the paper, beyond seed noise"
+    assert counts.loc["cstl-t3", "opposite sign, beyond noise"] == len(own)
     assert counts.loc["cstl-t3", "seeds"] == 5
     shown = claims.readable(table)
     assert shown.loc[("cstl-t3", full, "Mean"), "delta [95% CI]"] == "+6.0 [+2.0, +9.0] *"
@@ -80,7 +87,7 @@ def test_claims_per_table(tmp_path):
 def test_a_record_without_seeds_resolves_nothing(tmp_path):
     _record(tmp_path, "local3d-t4", seeds=(0,), sds=(None, None))
     table = claims.claims(tmp_path)
-    assert set(table["verdict"]) == {"unresolved"} and table["beyond 2 seed SD"].isna().all()
+    assert set(table["outcome"]) == {"unresolved"} and table["beyond 2 seed SD"].isna().all()
 
 
 def test_the_page_shown_decides(tmp_path):
@@ -132,10 +139,17 @@ def test_the_page_note_gives_verdicts_only_with_seeds():
             "full": {c: _cell(6.0, (2.0, 9.0), 4.0, 1.0) for c in claims.CONDITIONS}}
     table = pd.DataFrame({"label": list(rows)})
     table.attrs["paired"] = {"reference": "base", "rows": rows}
+    table.attrs.update(profile="paper")
     one = study.paired_note(table)
-    assert "1 row(s) differ in the paper's direction" in one and "1 differ in the opposite" in one
+    assert "1 differ in the paper's direction" in one and "1 in the opposite direction" in one
     assert "no claim is settled" in one and "supported" not in one
     table.attrs["seeds"] = [0, 1, 2]
     three = study.paired_note(table)
-    assert "1 supported, 1 contradicted, 0 unresolved" in three
-    assert "The full model's delta, +6.0 against the paper's +4.0" in three and "**supported**" in three
+    assert "at the paper's scale: 1 supported; 1 contradicted; 0 unresolved" in three
+    assert "The full model's delta is +6.0 against the paper's +4.0" in three
+    assert "**supported**" in three
+    table.attrs.update(profile="cpu", iterations=60)  # a cheap profile: what was seen, no verdict
+    cheap = study.paired_note(table)
+    assert "supported" not in cheap.replace("can support", "") and "contradicted" not in cheap
+    assert ("**same sign as the paper, beyond seed noise**, at 60 iterations (cpu profile)"
+            in cheap)

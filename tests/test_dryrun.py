@@ -101,8 +101,9 @@ def test_cost_page_totals_and_the_gpu_measurement_hook(tmp_path):
                       projected_hours=20.0, git_commit="abc")]
     csv_path = write_csv(rows, tmp_path / "dry.csv")
     page = write_page(csv_path, tmp_path / "cost.md", tmp_path / "none.json").read_text()
-    assert "| gaitmm-t1 | 1 | 10.0 |" in page and "| gaitmm-t3 | 2 | 30.0 |" in page
-    assert "| **all (shared runs once)** | 2 | **30.0**" in page
+    # per artifact as the scorecard counts it (gaitlib.report.hours): runs that ran of those needed
+    assert "| gaitmm-t1 | 1 of 5 | 10.0 |" in page and "| gaitmm-t3 | 2 of 4 | 30.0 |" in page
+    assert "| **all (shared runs once)** | 2 of 37 | **30.0**" in page
     gpu_first = 1000 * 2.0 / GPU_EFFECTIVE_TFLOPS / 3600
     assert "**projected**" in page and f"{gpu_first:.1f} (projected)" in page
     assert "longest run is gaitmm on casia-b (pme=False)" in page
@@ -179,10 +180,12 @@ def test_cost_page_of_a_dry_run_measured_on_a_gpu(tmp_path):
                                                            "step_ms": 51.4, "tflops": 61.1,
                                                            "peak_gib": 4.8}]}}}
     page = render(loaded, check, cpu_steps=cpu_steps)
-    assert "**GPU hours are measured**" in page and "**CPU hours are projected**" in page
+    # hours are projections from measured step times, never "measured" themselves
+    assert "**GPU hours are projected from measured step times**" in page
+    assert "**CPU hours are projected**" in page and "hours are measured" not in page
     cpu_hours = 1000 * 3.0 / rate / 3600
-    assert f"| cstl-t1 | 1 | 0.1 | {cpu_hours:.1f} |" in page
-    assert "| **all (shared runs once)** | 1 | **0.1**" in page  # the failed run is not counted
+    assert f"| cstl-t1 | 1 of 4 | 0.1 | {cpu_hours:.1f} |" in page
+    assert "| **all (shared runs once)** | 1 of 37 | **0.1**" in page  # the failed run: not counted
     assert "local3d oumvlp variant=oumvlp: RuntimeError: Output tensor is too large." in page
     # An older check counted its own FLOPs forward + backward with flop_counter (which counts a
     # grouped conv's weight gradient once per group): the page puts its step time over the dry

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gaitlib import models
-from gaitlib.report import evidence
+from gaitlib.report import evidence, hours
 from gaitlib.report.artifacts import ARTIFACT_IDS
 from gaitlib.report.inspection import (
     PaddingCheck,
@@ -32,9 +32,14 @@ def test_parameter_counts_equal_the_published_ones_as_printed():
     shown = evidence.parameter_display()
     assert shown.loc["GaitSet", "published"] == "2.59M" and shown.loc["GaitSet", "equal as printed"] == "yes"
     assert shown.loc["3D Local (authors' configuration)", "gaitlib"] == "4.251M"  # with localization BN
-    lines = evidence.verified_lines("/nonexistent", {"local3d"})
-    assert any("4.26M published" in line for line in lines)
+    # "verified" only for what matched: the 3D Local count is listed as not verified
+    assert not any("3D Local" in line for line in evidence.verified_lines("/nonexistent", {"local3d"}))
+    lines = evidence.unverified_lines("/nonexistent", {"local3d"})
+    assert any("4.251M against 4.26M published (-0.2 %), not equal as printed" in line for line in lines)
     assert any("no published count" in line for line in lines)
+    assert evidence.unverified_lines("/nonexistent", {"gaitset"}) == [
+        "- **Networks** (GaitSet): forward equivalence with the reference networks not yet "
+        "measured in this edition."]
 
 
 def _ablation(reproduced, half, reported) -> pd.DataFrame:
@@ -45,17 +50,21 @@ def _ablation(reproduced, half, reported) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("label")
 
 
-def test_ordering_counts_resolved_pairs_and_their_agreement():
-    # r0 < r1 < r2 in the paper; here r1 and r2 swap, and only r0-vs-others are resolved.
+def test_ordering_is_kendalls_tau_with_its_permutation_p():
+    # r0 < r1 < r2 in the paper; here r1 and r2 swap: 2 of 3 pairs concordant, tau = 1/3, and
+    # 3 of the 6 orderings of three rows agree with the paper at least as well
     table = _ablation([10.0, 40.0, 38.0], [2.0, 5.0, 5.0], [80.0, 85.0, 90.0])
     o = evidence.ordering(table)
-    assert (o.rows, o.pairs, o.resolved, o.agree) == (3, 3, 2, 2)
-    assert o.rho == pytest.approx(0.5)
+    assert o.rows == 3 and o.tau == pytest.approx(1 / 3) and o.p == pytest.approx(0.5)
     assert (o.best_paper, o.best_here) == ("r2", "r1")
-    assert "2 of 3 pairwise comparisons resolved" in o.summary()
-    # wide CIs: nothing resolved, and the summary says the ordering is within the noise
-    wide = evidence.ordering(_ablation([10.0, 40.0, 38.0], [30.0, 30.0, 30.0], [80.0, 85.0, 90.0]))
-    assert wide.resolved == 0 and "within the noise" in wide.summary()
+    assert o.summary() == ("Kendall's tau between this edition's and the paper's row means: +0.33 "
+                           "over 3 rows; a random ordering of the rows agrees with the paper's at "
+                           "least as well with probability p = 0.5")
+    assert o.cell() == "tau +0.33 over 3 rows (p = 0.5)"
+    # the page's note prints the same statistic
+    from gaitlib.report.display import ordering_note
+
+    assert ordering_note(table).startswith(o.summary())
 
 
 def test_ordering_reads_main_tables_as_recorded():
@@ -68,27 +77,44 @@ def test_ordering_reads_main_tables_as_recorded():
          "reported": 97.5},
     ]
     o = evidence.ordering(pd.DataFrame(records))
-    assert (o.rows, o.pairs, o.resolved, o.agree) == (2, 1, 1, 1)  # LagrangeGait is not reproduced
-    assert math.isnan(o.rho)
+    assert o.rows == 2 and math.isnan(o.tau)  # LagrangeGait is not reproduced
+    assert "too few to compare" in o.summary()
 
 
-def test_pending_without_and_with_a_dry_run(tmp_path):
-    assert evidence.dry_run(tmp_path) is None
-    p = evidence.pending("cstl-t5", None)
+def test_device_hours_have_one_source(tmp_path):
+    assert hours.dry_run(tmp_path) is None
+    p = hours.pending("cstl-t5", None)
     assert (p.runs, p.measured) == (3, 0) and "not yet measured" in p.summary()
-    lines = ["model,dataset,options,iterations,batch,step_seconds,peak_memory_mb,device,projected_hours",
-             'cstl,casia-b,"{""aggregation"": ""max""}",100000,8x8,0.2,9000,H200,5.5',
-             "cstl,casia-b,aggregation=avg,100000,8x8,0.2,9000,H200,5.5",
-             "cstl,casia-b,,100000,8x8,0.3,9000,H200,8.0"]
-    (tmp_path / evidence.DRY_RUN).write_text("\n".join(lines) + "\n")
-    dry = evidence.dry_run(tmp_path)
-    done = evidence.pending("cstl-t5", dry)  # max pooling (JSON options), average (k=v), ATA ({})
+    lines = ["model,dataset,options,iterations,batch,step_seconds,peak_memory_mb,device,"
+             "projected_hours,status",
+             'cstl,casia-b,"{""aggregation"": ""max""}",100000,8x8,0.2,9000,H200,5.5,ok',
+             "cstl,casia-b,aggregation=avg,100000,8x8,0.2,9000,H200,5.5,ok",
+             "cstl,casia-b,,100000,8x8,0.3,9000,H200,8.0,ok",
+             # options as the dry run writes them: Python literals, 'k=v;k=v'
+             "local3d,casia-b,\"feature_extraction=False;paths=['head', 'arm_l', 'arm_r']\","
+             "120000,128,0.3,9000,H200,8.9,ok",
+             "local3d,casia-b,resolution=128,120000,128,,,H200,nan,failed"]
+    (tmp_path / hours.DRY_RUN).write_text("\n".join(lines) + "\n")
+    dry = hours.dry_run(tmp_path)
+    done = hours.pending("cstl-t5", dry)  # max pooling (JSON options), average (k=v), ATA ({})
     assert (done.runs, done.measured, done.hours) == (3, 3, pytest.approx(19.0))
-    assert "19 device-hours on H200" in done.summary()
-    part = evidence.pending("cstl-t3", dry)  # GaitSet, GaitPart and four CSTL variants unmeasured
+    assert "about 19 device-hours on H200 (projected" in done.summary()
+    part = hours.pending("cstl-t3", dry)  # GaitSet, GaitPart and four CSTL variants unmeasured
     assert part.measured == 2 and "not yet measured" in part.summary()
-    whole = evidence.study_hours(dry)
-    assert whole.runs == 37 and whole.measured == 3
+    assert hours.pending("local3d-t5", dry).measured == 1  # the Python-literal options match
+    failed = hours.pending("local3d-t1", dry)
+    assert failed.failed == ["local3d casia-b resolution=128"]
+    assert "1 failed at the paper's scale (local3d casia-b resolution=128)" in failed.summary()
+    whole = hours.study_hours(dry)
+    assert whole.runs == 37 and whole.measured == 4 and len(whole.failed) == 1
+    # the cost page's per-artifact sums are the scorecard's
+    from gaitlib.report import cost
+
+    assert dict((a, len(r)) for a, r in cost._per_artifact(dry)) == {
+        "local3d-t5": 1, "cstl-t1": 1, "cstl-t3": 2, "cstl-t4": 1, "cstl-t5": 3, "cstl-f6": 1,
+        "cstl-f7": 1}
+    assert {a: sum(float(x["projected_hours"]) for x in r) for a, r in cost._per_artifact(dry)}[
+        "cstl-t5"] == pytest.approx(done.hours)
 
 
 def test_pages_say_what_data_each_page_shows(tmp_path):
@@ -108,9 +134,11 @@ def test_fidelity_link_only_when_the_page_exists(tmp_path):
     results = tmp_path / "book" / "results"
     results.mkdir(parents=True)
     assert evidence.fidelity_link(results) == ""
-    assert any("not yet measured" in line for line in evidence.verified_lines(results, {"cstl"}))
+    assert any("not yet measured" in line for line in evidence.unverified_lines(results, {"cstl"}))
+    assert not any("Networks" in line for line in evidence.verified_lines(results, {"cstl"}))
     (tmp_path / "book" / "fidelity.md").write_text("# Fidelity\n")
     assert "fidelity.md" in evidence.fidelity_link(results)
+    assert any("fidelity.md" in line for line in evidence.verified_lines(results, {"cstl"}))
 
 
 # --- figure-page checks ---------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def test_ssfl_composite_takes_each_part_from_its_frame():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(t, h, w), dtype=np.uint8)
     index = np.array([0, 0, 3, 3, 3, 6, 2, 5])
-    fig = plot_ssfl_selection(frames, index, parts=k, n_frames=3)
+    fig = plot_ssfl_selection(frames, index, parts=k, n_frames=3, source="synthetic")
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     ax_frames, ax_comp, ax_hist = fig.axes
     composite = np.asarray(ax_comp.images[0].get_array())[:, :w, 0]
@@ -177,9 +177,9 @@ def test_ssfl_composite_takes_each_part_from_its_frame():
     labels = [txt.get_text().split("\n")[0] for txt in ax_frames.texts]
     assert labels == ["t=0", "t=2", "t=3"]
     with pytest.raises(ValueError, match="index must lie"):
-        plot_ssfl_selection(frames, np.array([0, 7]))
+        plot_ssfl_selection(frames, np.array([0, 7]), source="synthetic")
     with pytest.raises(ValueError, match="parts=4"):
-        plot_ssfl_selection(frames, index, parts=4)
+        plot_ssfl_selection(frames, index, parts=4, source="synthetic")
 
 
 def test_ssfl_selection_from_a_cstl_forward():
@@ -189,7 +189,7 @@ def test_ssfl_selection_from_a_cstl_forward():
     with torch.no_grad():
         out = model(sils)
     index = out["ssfl_index"][0]  # eval mode has it too
-    fig = plot_ssfl_selection(sils[0], index, parts=model.parts)
+    fig = plot_ssfl_selection(sils[0], index, parts=model.parts, source="synthetic")
     assert len(fig.axes) == 3
     assert sum(p.get_height() for p in fig.axes[2].patches) == model.parts
 
@@ -204,7 +204,7 @@ def inspection():
 
 def test_local_volumes_one_row_per_path(inspection):
     info, sils = inspection
-    fig = plot_local_volumes(info, sample=1, n_slices=3)
+    fig = plot_local_volumes(info, sample=1, n_slices=3, source="synthetic")
     assert isinstance(fig, Figure) and len(fig.axes) == len(PARTS) * 3
     assert [ax.get_ylabel() for ax in fig.axes[::3]] == list(PARTS)
     assert fig.get_suptitle().endswith("6/6 paths on the map in every frame")
@@ -212,13 +212,13 @@ def test_local_volumes_one_row_per_path(inspection):
     vol = info["volumes"]["1"]["head"]["volume"][1].mean(0).numpy()
     np.testing.assert_allclose(np.asarray(fig.axes[0].images[0].get_array()), vol[0], rtol=1e-6)
     with pytest.raises(ValueError, match="available: 1, 2, 3"):
-        plot_local_volumes(info, block=4)
+        plot_local_volumes(info, block=4, source="synthetic")
 
 
 @pytest.mark.parametrize("block", ["1", "3"])
 def test_local_volume_grids_drawn_at_the_part_priors(inspection, block):
     info, sils = inspection
-    fig = plot_local_volumes(info, block=block, sils=sils, n_slices=2)
+    fig = plot_local_volumes(info, block=block, sils=sils, n_slices=2, source="synthetic")
     assert len(fig.axes) == len(PARTS) * 2 + 1
     overview = fig.axes[-1]
     boxes = {p.get_label(): p for p in overview.patches}

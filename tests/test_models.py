@@ -36,6 +36,24 @@ def test_available_lists_the_baselines():
     assert models.available() == sorted(models.available())
 
 
+def test_your_own_model_joins_the_registry(monkeypatch):
+    from gaitlib.models import registry
+
+    monkeypatch.setattr(registry, "BUILDERS", dict(registry.BUILDERS))
+    models.register("tiny-gaitset", lambda channels=(8, 8, 16): models.build("gaitset", channels=channels))
+    assert "tiny-gaitset" in models.available()
+    assert models.options("tiny-gaitset") == {"channels": (8, 8, 16)}
+    out = models.build("tiny-gaitset")(torch.rand(2, 5, 64, 44))
+    assert out["embedding"].shape[0] == 2
+    models.register("by-path", "gaitlib.models.gaitpart:GaitPart")  # imported on first use
+    assert isinstance(registry.BUILDERS["by-path"], str)
+    assert type(models.build("by-path")).__name__ == "GaitPart"
+    with pytest.raises(ValueError, match="already registered"):
+        models.register("by-path", "gaitlib.models.gaitpart:GaitPart")
+    with pytest.raises(ValueError, match="package.module:Name"):
+        models.register("bad", "gaitlib.models.gaitpart.GaitPart")
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ValueError) as err:
         models.build("gaitzet")

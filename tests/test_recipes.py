@@ -31,3 +31,18 @@ def test_casia_paper_recipes_follow_spec(model, p, k, iterations):
 def test_baselines_have_no_oumvlp_recipe():
     with pytest.raises(ValueError, match="OU-MVLP recipes exist for: gaitmm, local3d, cstl"):
         recipe("gaitset", "paper", dataset="oumvlp")
+
+
+def test_the_cpu_profile_tests_all_real_test_subjects():
+    # the synthetic edition keeps the 30-minute budget: first 10 test subjects x 10 frames;
+    # real CASIA-B is scored on all 50 test subjects, 10 frames each (bench/eval_scale.py)
+    from gaitlib.report.runs import RunSpec, resolve
+    from gaitlib.training import recipe
+
+    synthetic = resolve(RunSpec.of("cstl", data="synthetic", profile="cpu")).eval
+    real = resolve(RunSpec.of("cstl", data="casia-b", profile="cpu")).eval
+    assert (synthetic.max_subjects, synthetic.max_frames) == (10, 10)
+    assert (real.max_subjects, real.max_frames) == (0, 10)
+    assert recipe("cstl", "cpu", "casia-b").eval.max_subjects == 0  # `gaitlib train` on a real store
+    assert recipe("cstl", "paper", "casia-b").eval.max_frames == 0  # the papers: every frame
+    assert recipe("cstl", "smoke", "casia-b").eval.max_subjects == 2  # smoke stays tiny

@@ -25,11 +25,21 @@ def test_help_lists_commands_and_models():
     assert "model name: cstl, gaitgl, gaitmm, gaitpart, gaitset, local3d" in text
 
 
-def test_cli_model_names_are_the_registered_models():
-    from gaitlib.cli import MODELS
-    from gaitlib.models import available
-
-    assert list(MODELS) == available()
+def test_cli_model_names_come_from_the_registry():
+    # a model registered by another package's entry point shows in --model without editing
+    # gaitlib, and listing the models imports neither the model nor torch
+    code = ("import sys\nfrom importlib import metadata\n"
+            "from gaitlib.models import registry\n"
+            "point = metadata.EntryPoint('mynet', 'mypkg.mynet:MyNet', registry.ENTRY_POINT_GROUP)\n"
+            "metadata.entry_points = lambda group=None: [point] if group == registry.ENTRY_POINT_GROUP "
+            "else []\n"
+            "import gaitlib.cli\n"
+            "parser = gaitlib.cli.build_parser()\n"
+            "print(parser.parse_args(['train', '--model', 'mynet', '--data', 'x']).model)\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["mynet", "False"]
 
 
 def test_lazy_package_attributes_resolve():

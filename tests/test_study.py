@@ -29,6 +29,7 @@ from gaitlib.data.sampling import to_model_input  # noqa: E402
 from gaitlib.models import options as model_options  # noqa: E402
 from gaitlib.report import compare, display, records, study  # noqa: E402
 from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS  # noqa: E402
+from gaitlib.report.evidence import ORDERING_COLUMN  # noqa: E402
 from gaitlib.report.reported import available_reported, load_reported  # noqa: E402
 from gaitlib.report.runs import RunSpec, code_version, ensure_run, resolve, run_key  # noqa: E402
 from gaitlib.training.recipes import PAPER, cheap_model_options, recipe  # noqa: E402
@@ -388,15 +389,16 @@ def test_ordering_note_names_the_best_rows_and_kendalls_tau():
     both = table[["Mean reproduced", "Mean reported"]].dropna()
     assert list(both.index) == ["A", "B", "D", "E"]  # C has no reported numbers
     tau = kendalltau(both["Mean reproduced"], both["Mean reported"]).statistic
-    assert f"over the 4 rows: **{tau:.2f}**, permutation p = " in note
-    assert "The paper's best row is *D*; here it is *B*." in note
-    half = np.median([widths[k] for k in both.index]) / 2
-    assert f"about ±{half:.1f} points" in note
+    assert f"Kendall's tau between this edition's and the paper's row means: {tau:+.2f} over 4 rows" \
+        in note
+    assert "The paper's best row is *D*; this edition's is *B*." in note
+    assert "Spearman" not in note and "rank correlation" not in note  # one statistic
+    assert widths  # the CIs stay on the table itself
 
 
 def test_ordering_note_needs_three_rows():
     table, _ = _ablation_table()
-    assert study.ordering_note(table.loc[["A", "B", "C"]]).startswith("Too few rows")
+    assert "too few to compare orderings" in study.ordering_note(table.loc[["A", "B", "C"]])
 
 
 def test_plot_ablation_draws_a_bar_per_row_and_condition():
@@ -461,8 +463,8 @@ def test_scorecard_lists_every_artifact(tmp_path):
     assert card.loc["gaitmm-t1", "full model here"] == 75.0
     assert card.loc["gaitmm-t1", "paper"] == 95.5
     assert card.loc["gaitmm-t1", "rows run"] == "1"  # GaitSet has only the paper's numbers
-    assert card.loc["gaitmm-t1", "ordering against the paper"].startswith("one reproduced row")
-    assert "figure" in card.loc["local3d-f4", "ordering against the paper"]
+    assert card.loc["gaitmm-t1", ORDERING_COLUMN] == "1 row: too few to compare"
+    assert "figure" in card.loc["local3d-f4", ORDERING_COLUMN]
     missing = [a for a in ARTIFACT_IDS if a not in ("cstl-t3", "gaitmm-t1", "local3d-f4")]
     assert (card.loc[missing, "page shows"] == "not run yet").all()
     assert card.loc[missing, "full model here"].isna().all()
@@ -470,7 +472,7 @@ def test_scorecard_lists_every_artifact(tmp_path):
     assert card["paper scale"].str.contains("not yet measured").all()
 
 
-def test_other_results_list_only_the_same_code_version(tmp_path, monkeypatch):
+def test_a_page_shows_its_other_editions(tmp_path, monkeypatch):
     import gaitlib.report.results as results
 
     monkeypatch.setattr(results, "git_commit", lambda repo=None: "a" * 40)
@@ -480,10 +482,18 @@ def test_other_results_list_only_the_same_code_version(tmp_path, monkeypatch):
     for e in (same, old):
         _write(tmp_path, e)
     text = study.other_results("cstl-t3", tmp_path, "cpu", "casia-b")
-    assert "synthetic data, cpu profile" in text and "2026-01-02" in text and "aaaaaaa" in text
-    assert "smoke" not in text and "10.0" not in text  # the other version's numbers are not quoted
-    assert "1 other recorded result of this artifact comes from other code versions" in text
-    assert study.other_results("cstl-t4", tmp_path, "cpu", "casia-b").startswith("No other")
+    # the real-data page shows the synthetic edition, its table and its provenance
+    assert "### The synthetic edition (cpu profile)" in text
+    assert "Recorded 2026-01-02 at commit aaaaaaaaaaaa (`book/results/cstl-t3/synthetic-cpu.json`)" in text
+    assert "| row | Mean (paper) |" in text and "| CSTL | 50.0 (90.0) |" in text
+    # another code version's numbers are shown, and said to come from another version
+    assert "### The synthetic edition (smoke profile)" in text and "| CSTL | 10.0 (90.0) |" in text
+    assert "a different code version from this page's" in text
+    assert study.other_results("cstl-t4", tmp_path, "cpu", "casia-b").startswith("No other edition")
+    main = [{"method": "Ours", "setting": "", "condition": "NM", "reproduced": 80.0,
+             "95% CI": "[70.0, 90.0]", "reported": 97.0, "delta": -17.0}]
+    shown = records.record_markdown(pd.DataFrame(main))
+    assert shown.splitlines()[2] == "| Ours | - | NM | 80.0 | [70.0, 90.0] | 97.0 |"
 
 
 def test_per_view_comparison_puts_the_paper_under_each_reproduced_row(result_table):

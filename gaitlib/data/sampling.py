@@ -26,7 +26,7 @@ PADDINGS = ("repeat", "cyclic")
 
 @dataclass(frozen=True)
 class FrameSampling:
-    """How frames are drawn from a training sequence (SPEC §2).
+    """How frames are drawn from a training sequence.
 
     - ``ordered``: ``frames`` consecutive frames from a random start (GaitGL, GaitMM, CSTL);
     - ``ordered_window``: a random window of ``window`` (inclusive range) consecutive frames,

@@ -1,4 +1,4 @@
-"""Dataset labels and the train/test splits the papers use (SPEC §2)."""
+"""Dataset labels and the train/test splits the papers use."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The synthetic CASIA-B-shaped dataset: the project's default data (SPEC §2).
+"""The synthetic CASIA-B-shaped dataset: the project's default data.
 
 Every sequence is rendered by :mod:`gaitlib.data.walker`, corrupted with segmentation-like
 noise and passed through the same pretreatment as real silhouettes. Randomness is layered

@@ -1,4 +1,4 @@
-"""Rank-1 accuracy under the CASIA-B and OU-MVLP protocols (SPEC §3), with bootstrap CIs.
+"""Rank-1 accuracy under the CASIA-B and OU-MVLP protocols (OpenGait's), with bootstrap CIs.
 
 Every probe is matched once against every gallery view (nearest neighbour restricted to
 that view); the outcome is kept as a per-probe, per-gallery-view indicator. All tables,
@@ -100,7 +100,9 @@ class EvaluationResult:
     with any such probe view has no Mean (NaN), so no mean covers fewer cells than it claims.
     ``subject_counts``: the per-subject hit and probe counts every number above is a sum of
     (see :class:`SubjectCounts`); two results on the same test subjects can be compared by a
-    paired bootstrap (:func:`gaitlib.evaluation.paired.paired_delta`).
+    paired bootstrap (:func:`gaitlib.evaluation.paired.paired_delta`).  ``map_table``: mAP (%)
+    per row and probe view + 'Mean' under OpenGait's cross-view gallery protocol
+    (:mod:`gaitlib.evaluation.mean_ap`), or None.
     """
 
     protocol: str
@@ -113,6 +115,7 @@ class EvaluationResult:
     n_probes: dict[str, int] = field(default_factory=dict)
     undefined: list[str] = field(default_factory=list)
     subject_counts: SubjectCounts | None = None
+    map_table: pd.DataFrame | None = None
 
     def mean_over_rows(self) -> float:
         """The mean of the rows' Means (the 'mean over conditions'); NaN when any row's Mean is
@@ -234,13 +237,14 @@ def _bootstrap_means(hits, totals, n_boot: int, seed: int) -> np.ndarray:
 
 def evaluate(features, subjects, conditions, views, protocol: str, metric: str = "euc",
              bootstrap: int = 1000, seed: int = 0, device=None,
-             chunk_size: int | None = None) -> EvaluationResult:
+             chunk_size: int | None = None, mean_ap: bool = True) -> EvaluationResult:
     """Rank-1 accuracy of ``features`` ((n, c, p) or (n, d), numpy or torch) under
     ``protocol`` ('casia-b' or 'oumvlp'), identical view excluded from every mean.
 
     ``subjects``, ``conditions``, ``views``: one label per row, as in gaitlib.data.splits.
     Only views present in the data appear. ``bootstrap`` resamples of the probe subjects
     (seeded by ``seed``; 0: no CI). ``chunk_size``: probes per distance chunk (default auto).
+    ``mean_ap``: also compute OpenGait's mAP (:mod:`gaitlib.evaluation.mean_ap`).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
@@ -314,8 +318,14 @@ def evaluate(features, subjects, conditions, views, protocol: str, metric: str =
                 for row in proto.rows}
     counts = SubjectCounts([str(x) for x in subj_names[boot_names]], row_names,
                            [str(v) for v in view_names], hits, totals)
+    map_table = None
+    if mean_ap:
+        from gaitlib.evaluation.mean_ap import mean_average_precision
+
+        map_table = mean_average_precision(feats, subjects, conditions, views, protocol, metric,
+                                           device, chunk_size)
     return EvaluationResult(protocol, metric, table, view_accuracy, ci, int(bootstrap),
-                            len(boot_names), n_probes, undefined, counts)
+                            len(boot_names), n_probes, undefined, counts, map_table)
 
 
 def _check_finite(feats, subjects: np.ndarray, conditions: np.ndarray, views: np.ndarray) -> None:

@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from gaitlib.data.pretreatment import crop_width
 from gaitlib.data.store import Store
+from gaitlib.figures._common import check_frames_source, declare_frames
 
 
 def _strip(frames: np.ndarray, n_frames: int) -> np.ndarray:
@@ -28,8 +29,11 @@ def plot_synthetic_samples(store: Store, subject: str | None = None,
     ``n_frames`` frames and the GEI, cropped to 64x44 as the models see them.
 
     ``subject`` defaults to the first subject that has every requested sequence (or, if
-    none has, the first subject). Missing sequences are left blank and labelled.
+    none has, the first subject). Missing sequences are left blank and labelled. Only a synthetic
+    store's frames are drawn: a real dataset's raise
+    :class:`~gaitlib.figures._common.RealFramesError`.
     """
+    check_frames_source(store.dataset)
     views, conditions = [str(v) for v in views], [str(c) for c in conditions]
     if not views or not conditions:
         raise ValueError("need at least one view and one condition")
@@ -63,7 +67,7 @@ def plot_synthetic_samples(store: Store, subject: str | None = None,
     fig.suptitle(f"{store.dataset} subject {subject}: {n_frames} frames + GEI (64x44)",
                  fontsize=10)
     fig.tight_layout()
-    return fig
+    return declare_frames(fig, "synthetic")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,12 +10,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from gaitlib.figures._common import numpy_array, unit_range
+from gaitlib.figures._common import check_frames_source, declare_frames, numpy_array, unit_range
 from gaitlib.models.local_sampling import PARTS
 
 
-def plot_ssfl_selection(frames, index, parts: int | None = None, *, n_frames: int = 6,
-                        title: str = "", cmap: str = "viridis") -> Figure:
+def plot_ssfl_selection(frames, index, parts: int | None = None, *, source: str,
+                        n_frames: int = 6, title: str = "", cmap: str = "viridis") -> Figure:
     """Fig. 7: SSFL's choice of frame for each of the K horizontal parts.
 
     ``frames`` (T, H, W) is the sequence the model saw (uint8 0..255 or float 0..1),
@@ -23,8 +23,11 @@ def plot_ssfl_selection(frames, index, parts: int | None = None, *, n_frames: in
     rows [k H/K, (k+1) H/K). Three axes: the most often picked frames (up to ``n_frames``,
     in time order, framed in their time colour); the composite silhouette made of each
     part's strip from its picked frame, with a bar coloured by that frame's time; and how
-    many parts picked each frame.
+    many parts picked each frame. ``source`` names the dataset the frames come from: only
+    synthetic frames are drawn (a real dataset's raise
+    :class:`~gaitlib.figures._common.RealFramesError`).
     """
+    check_frames_source(source)
     frames = unit_range(frames)
     if frames.ndim != 3:
         raise ValueError(f"frames must be (T, H, W), got shape {frames.shape}")
@@ -85,7 +88,7 @@ def plot_ssfl_selection(frames, index, parts: int | None = None, *, n_frames: in
     ax_hist.set_title("picked frame positions", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    return fig
+    return declare_frames(fig, "synthetic")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,8 +110,8 @@ def _ordered_paths(names) -> list[str]:
     return known + [p for p in names if p not in PARTS]
 
 
-def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, sils=None,
-                       n_slices: int = 4, frame: int | None = None) -> Figure:
+def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, source: str, sils=None,
+                       n_slices: int = 4, frame: int | None = None, title: str = "") -> Figure:
     """Fig. 4 (top): what each local path of one block samples, from ``model.inspect(sils)``.
 
     One row per path (head, torso, arm_l, arm_r, leg_l, leg_r): ``n_slices`` time slices of
@@ -118,8 +121,12 @@ def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, sils=No
     ``frame`` (default: the middle one) with each path's sampling grid drawn: its extent as a
     box and its centre as a dot, mapped from the block's map to the input frame.  The title
     counts the paths whose centre stays on the map in every frame (when the records hold
-    ``on_map``).
+    ``on_map``); ``title`` goes above it (what the sequence is).  The volumes are resampled
+    input: ``source`` names the dataset of the silhouettes given to ``inspect``, and only
+    synthetic ones are drawn (a real dataset's raise
+    :class:`~gaitlib.figures._common.RealFramesError`).
     """
+    check_frames_source(source)
     volumes = inspection["volumes"]
     key = _block_key(volumes, block)
     records = volumes[key]
@@ -188,16 +195,16 @@ def plot_local_volumes(inspection: dict, sample: int = 0, block=None, *, sils=No
         ax.set_yticks([])
         ax.set_title(f"input frame {t0}: sampling grids", fontsize=8)
         ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
-    title = f"block {key}: sampled local volumes (channel mean), sample {sample}"
+    heading = f"block {key}: sampled local volumes (channel mean), sample {sample}"
     if all("on_map" in records[p] for p in paths):  # centres per frame (Local3DCNN.inspect)
         on = sum(bool(numpy_array(records[p]["on_map"])[sample].all()) for p in paths)
-        title += f"; {on}/{len(paths)} paths on the map in every frame"
-    grid.suptitle(title, fontsize=10)
-    return grid
+        heading += f"; {on}/{len(paths)} paths on the map in every frame"
+    grid.suptitle(heading if not title else f"{title}\n{heading}", fontsize=10)
+    return declare_frames(grid, "synthetic")
 
 
 def plot_fusion_weights(inspection: dict, *, title: str = "", ax=None) -> Figure:
-    """Fig. 4 (bottom): mean |w| of each block's fusion conv per branch (global and the local
+    """Fig. 4 (bottom): mean ``|w|`` of each block's fusion conv per branch (global and the local
     paths), one bar per block. Takes ``model.inspect(...)`` or its ``'fusion_weights'``
     mapping block -> {branch: weight}."""
     weights = inspection.get("fusion_weights", inspection)

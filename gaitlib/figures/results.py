@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from gaitlib.figures._common import identity_colours, numpy_array
+from gaitlib.figures._common import declare_frames, identity_colours, numpy_array
 
 
 def plot_view_heatmaps(result, title: str = "", *, cmap: str = "viridis", digits: int = 0) -> Figure:
@@ -58,7 +58,7 @@ def plot_view_heatmaps(result, title: str = "", *, cmap: str = "viridis", digits
     fig.colorbar(image, ax=axes[0].tolist(), label="rank-1 accuracy (%)", shrink=0.85)
     fig.suptitle(title or f"rank-1 per probe and gallery view ({result.protocol}); "
                  f"hatched: identical view, excluded from the means", fontsize=10)
-    return fig
+    return declare_frames(fig, "none")  # a raster of accuracies, not of frames
 
 
 # ---------------------------------------------------------------------------------------------

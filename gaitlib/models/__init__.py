@@ -4,23 +4,29 @@ Every model takes silhouettes ``(n, frames, h, w)`` in [0, 1] (or a packed
 ``(1, sum(lengths), h, w)`` with ``lengths``) and returns a dict with ``embedding``
 ``(n, c, parts)`` and, in training mode, whatever else its losses need (e.g. ``logits``).
 Models never compute losses; see ``gaitlib.losses``.
+
+The built-in models are registered by import path, so listing them (``available()``, the command
+line's ``--model`` choices) imports neither the models nor torch; ``register`` adds your own
+(see the book's getting-started page).
 """
 
-from .cstl import CSTL
-from .gaitgl import GaitGL
-from .gaitmm import GaitMM
-from .gaitpart import GaitPart
-from .gaitset import GaitSet
-from .local3d import Local3DCNN
-from .registry import BUILDERS, available, build, count_parameters, options, register
+from gaitlib._lazy import lazy_module_attributes
 
-# Explicit registration, one line per model.
-register("gaitset", GaitSet)
-register("gaitpart", GaitPart)
-register("gaitgl", GaitGL)
-register("cstl", CSTL)
-register("gaitmm", GaitMM)
-register("local3d", Local3DCNN)
+from .registry import BUILDERS, available, build, options, register
 
-__all__ = ["BUILDERS", "GaitGL", "GaitPart", "GaitSet", "available", "build",
-           "count_parameters", "options", "register"]
+# Explicit registration, one line per model (imported on first use).
+register("gaitset", "gaitlib.models.gaitset:GaitSet")
+register("gaitpart", "gaitlib.models.gaitpart:GaitPart")
+register("gaitgl", "gaitlib.models.gaitgl:GaitGL")
+register("cstl", "gaitlib.models.cstl:CSTL")
+register("gaitmm", "gaitlib.models.gaitmm:GaitMM")
+register("local3d", "gaitlib.models.local3d:Local3DCNN")
+
+__all__ = ["BUILDERS", "CSTL", "GaitGL", "GaitMM", "GaitPart", "GaitSet", "Local3DCNN", "available",
+           "build", "count_parameters", "options", "register"]
+
+__getattr__, __dir__ = lazy_module_attributes(
+    __name__, globals(),
+    {"CSTL": "cstl", "GaitGL": "gaitgl", "GaitMM": "gaitmm", "GaitPart": "gaitpart",
+     "GaitSet": "gaitset", "Local3DCNN": "local3d", "count_parameters": "blocks"},
+    __all__)

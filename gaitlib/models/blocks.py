@@ -1,4 +1,4 @@
-"""Building blocks shared by every model in the zoo (SPEC §4, "Shared pieces").
+"""Building blocks shared by every model in the zoo.
 
 Layout conventions, used throughout ``gaitlib.models``:
 

@@ -15,8 +15,8 @@ A 3D CNN with two ideas:
 Head: temporal max (TP), GeM over horizontal bins (p init 6.5), separate FCs, BNNeck; trained
 with triplet (margin 0.2) + cross-entropy.  3 FFSL modules on CASIA-B, 6 on OU-MVLP.
 
-Choices the paper leaves open.  The authors' public code is an earlier version ("GaitFM",
-SPEC 4); it is used only where the paper is silent:
+Choices the paper leaves open.  The authors' public code is an earlier version ("GaitFM"); it is
+used only where the paper is silent:
 
 1. *Stem.*  Two shared 3x3x3 conv3d 1->32->32 before FFSL1 (GaitFM's "shallow feature
    extraction"); the paper only calls the FFSL input ``C_in`` channels.
@@ -28,7 +28,7 @@ SPEC 4); it is used only where the paper is silent:
    sum would make BME + PME almost one per-strip conv with weights W_B + W_P^j.)
 4. *Where MSMA sits.*  After FFSL1, where GaitFM has its max-pool LMA; the paper only says
    F_FFSL3 has D/3 frames.  Compressing early makes FFSL2-3 three times cheaper.
-5. *How MSMA's branches combine.*  Not stated: summed (SPEC 4), like FFSL's eq. 4.  Note for
+5. *How MSMA's branches combine.*  Not stated: summed, like FFSL's eq. 4.  Note for
    the book: both branches weight the same clip max and clip mean, so the sum is one LMA per
    strip with coefficients (p1_g + p1_j, p2_g + p2_j); the global branch is a shared offset of
    the eight part coefficients, not a different function.

@@ -1,46 +1,73 @@
 """Model registry: a plain dict from name to builder, filled explicitly by ``__init__``.
 
 A builder is any callable with explicit keyword arguments that returns an ``nn.Module``
-(the model classes themselves qualify).  Options are checked against the builder's
-signature before the call, so a typo in a config fails with the list of valid options
-instead of a bare ``TypeError`` from deep inside a constructor.
+(the model classes themselves qualify), or the import path of one, ``'package.module:Name'``,
+imported on first use: listing the models (``gaitlib --help``) imports no model and no torch.
+Options are checked against the builder's signature before the call, so a typo in a config
+fails with the list of valid options instead of a bare ``TypeError`` from deep inside a
+constructor.
+
+Models of other packages join without editing gaitlib: call :func:`register` before use, or,
+for the command line too, declare an entry point in the group ``gaitlib.models`` (name = the
+model's name, value = its import path), which :func:`available` lists without importing it.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from .blocks import count_parameters
+Builder = Callable[..., "nn.Module"]
+ENTRY_POINT_GROUP = "gaitlib.models"
 
-Builder = Callable[..., nn.Module]
+BUILDERS: dict[str, Builder | str] = {}
 
-BUILDERS: dict[str, Builder] = {}
-
-__all__ = ["BUILDERS", "available", "build", "count_parameters", "options", "register"]
+__all__ = ["BUILDERS", "ENTRY_POINT_GROUP", "available", "build", "options", "register"]
 
 
-def register(name: str, builder: Builder) -> None:
-    """Add ``builder`` under ``name``; registering a name twice is an error."""
+def register(name: str, builder: Builder | str) -> None:
+    """Add ``builder`` (a callable, or its import path ``'module:attr'``) under ``name``;
+    registering a name twice is an error."""
     if name in BUILDERS:
         raise ValueError(f"model {name!r} is already registered")
+    if isinstance(builder, str) and ":" not in builder:
+        raise ValueError(f"a builder's import path reads 'package.module:Name', got {builder!r}")
     BUILDERS[name] = builder
 
 
+def _entry_points() -> None:
+    """Register the models other installed packages declare (group ``gaitlib.models``)."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name not in BUILDERS:
+            BUILDERS[point.name] = point.value
+
+
 def available() -> list[str]:
-    """Registered model names, sorted."""
+    """Registered model names, sorted (installed packages' entry points included)."""
+    _entry_points()
     return sorted(BUILDERS)
 
 
 def _builder(name: str) -> Builder:
+    if name not in BUILDERS:
+        _entry_points()
     try:
-        return BUILDERS[name]
+        builder = BUILDERS[name]
     except KeyError:
         raise ValueError(
             f"unknown model {name!r}; available: {', '.join(available())}") from None
+    if isinstance(builder, str):  # an import path: import it once
+        module, _, attr = builder.partition(":")
+        builder = getattr(importlib.import_module(module), attr)
+        BUILDERS[name] = builder
+    return builder
 
 
 def options(name: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The study's artifacts (SPEC §1) and the runs each one needs.
+"""The study's artifacts (the papers' tables and figures) and the runs each one needs.
 
 Every table row that gaitlib reproduces is a :class:`Row`: a label as the paper prints it (the
 key into the reported numbers of ``gaitlib/report/reported/``) and a model with its build options

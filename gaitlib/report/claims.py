@@ -11,10 +11,17 @@ reproduced delta beside two yardsticks:
   ``sqrt(sd_reference**2 + sd_row**2)``; rows that ran one seed take the table's pooled seed SD
   (root mean square of the two measured ones) for their own.
 
-A paper's claimed delta is **supported** when the reproduced delta has its sign, its CI excludes
-0 and it exceeds two seed SDs of a delta; **contradicted** when all that holds with the opposite
-sign; **unresolved** otherwise (including every record without seeds, where training noise is
-unknown).
+A reproduced delta *agrees* with the paper's claim when it has the paper's sign, its CI excludes
+0 and it exceeds two seed SDs of a delta; it *opposes* it when all that holds with the opposite
+sign; otherwise it leaves the claim *unresolved* (including every record without seeds, where
+training noise is unknown).  Only at the paper's scale (``profile='paper'``) do these read as
+verdicts on the claim, **supported** / **contradicted**; at a cheap profile a few dozen
+iterations say what early training does, so the words say what was seen: "same sign as the
+paper, beyond seed noise" (:func:`verdict_words`), and the pages add the iterations.
+
+Only the paper's own components are claims: rows of another model in an ablation table (CSTL
+Table 3's GaitSet and GaitPart) are shown on the page but not scored here, since no paper claims
+a delta between them and the table's baseline.
 """
 
 from __future__ import annotations
@@ -27,7 +34,31 @@ import pandas as pd
 from gaitlib.report.artifacts import ARTIFACT_IDS, artifact
 
 CONDITIONS = ("NM", "BG", "CL", "Mean")
-VERDICTS = ("supported", "contradicted", "unresolved")
+OUTCOMES = ("agrees", "opposes", "unresolved")
+# What an outcome means, at the paper's scale and at a cheap one (a few dozen iterations).
+PAPER_SCALE_WORDS = {"agrees": "supported", "opposes": "contradicted", "unresolved": "unresolved"}
+CHEAP_WORDS = {"agrees": "same sign as the paper, beyond seed noise",
+               "opposes": "opposite sign to the paper, beyond seed noise",
+               "unresolved": "not resolved"}
+# Column names of verdict_counts, one per outcome (whatever the scale).
+COUNT_COLUMNS = {"agrees": "paper's sign, beyond noise", "opposes": "opposite sign, beyond noise",
+                 "unresolved": "not resolved"}
+VERDICTS = tuple(PAPER_SCALE_WORDS.values())
+
+
+def verdict_words(outcome: str, profile: str) -> str:
+    """An outcome in words: a verdict on the claim at the paper's scale, else what was seen."""
+    return (PAPER_SCALE_WORDS if profile == "paper" else CHEAP_WORDS)[outcome]
+
+
+def scale_words(profile: str, iterations: int | None) -> str:
+    """'at 60 iterations (cpu profile)', 'at the paper's scale', or '' when unknown."""
+    if profile == "paper":
+        return "at the paper's scale"
+    if not profile:
+        return ""
+    return f"at {iterations:,} iterations ({profile} profile)" if iterations else \
+        f"at the {profile} profile"
 
 
 def _sd(value) -> float:
@@ -49,11 +80,18 @@ def delta_seed_sd(rows: dict, reference: str, row: str, condition: str) -> tuple
     return math.hypot(ref, pooled), "pooled"
 
 
-def verdict(delta: float, excludes_zero: bool, seed_sd: float, paper_delta: float) -> str:
-    """'supported', 'contradicted' or 'unresolved' (see the module docstring)."""
+def outcome(delta: float, excludes_zero: bool, seed_sd: float, paper_delta: float) -> str:
+    """'agrees', 'opposes' or 'unresolved' (see the module docstring)."""
     if math.isnan(seed_sd) or not excludes_zero or abs(delta) <= 2 * seed_sd or paper_delta == 0:
         return "unresolved"
-    return "supported" if (delta > 0) == (paper_delta > 0) else "contradicted"
+    return "agrees" if (delta > 0) == (paper_delta > 0) else "opposes"
+
+
+def verdict(delta: float, excludes_zero: bool, seed_sd: float, paper_delta: float,
+            profile: str = "paper") -> str:
+    """:func:`outcome` in words (:func:`verdict_words`): 'supported', 'contradicted' or
+    'unresolved' at the paper's scale."""
+    return verdict_words(outcome(delta, excludes_zero, seed_sd, paper_delta), profile)
 
 
 def claims(results_dir: str | os.PathLike) -> pd.DataFrame:
@@ -71,24 +109,38 @@ def claims(results_dir: str | os.PathLike) -> pd.DataFrame:
         if not entries or not entries[0].get("paired"):  # the page's record has no deltas
             continue
         best = entries[0]
-        lines += _lines(aid, best["paired"], data_label(best), len(best.get("seeds", [0])))
+        iterations = max((r.get("iterations") or 0 for r in best.get("runs", {}).values()),
+                         default=0)
+        lines += _lines(aid, best["paired"], data_label(best), len(best.get("seeds", [0])),
+                        best.get("profile", ""), iterations or None)
     return pd.DataFrame(lines)
 
 
-def of_table(artifact_id: str, table: pd.DataFrame, data: str = "") -> pd.DataFrame:
+def of_table(artifact_id: str, table: pd.DataFrame, data: str = "", profile: str = "",
+             iterations: int | None = None) -> pd.DataFrame:
     """:func:`claims` of one ablation table (:func:`gaitlib.report.study.ablation`) before it is
     recorded: what an ablation page shows about its own rows."""
     if "paired" not in table.attrs:
         raise ValueError(f"{artifact_id}: the table has no paired deltas (not an ablation table)")
     seeds = len(table.attrs.get("seeds", [0]))
-    return pd.DataFrame(_lines(artifact_id, table.attrs["paired"], data, seeds))
+    return pd.DataFrame(_lines(artifact_id, table.attrs["paired"], data, seeds, profile,
+                               iterations))
 
 
-def _lines(aid: str, paired: dict, data: str, seeds: int) -> list[dict]:
+def claimed_rows(artifact_id: str) -> list[str]:
+    """The rows of an ablation whose deltas its paper claims: the rows of the paper's own model
+    (keys), reference row included."""
+    art = artifact(artifact_id)
+    return [row.key() for row in art.rows if row.model == art.paper]
+
+
+def _lines(aid: str, paired: dict, data: str, seeds: int, profile: str = "",
+           iterations: int | None = None) -> list[dict]:
     rows, reference = paired["rows"], paired["reference"]
+    own = set(claimed_rows(aid)) if aid else set(rows)
     lines = []
     for row, conditions in rows.items():
-        if row == reference:
+        if row == reference or row not in own:
             continue
         for cond in CONDITIONS:
             cell = conditions.get(cond)
@@ -97,32 +149,36 @@ def _lines(aid: str, paired: dict, data: str, seeds: int) -> list[dict]:
             sd, source = delta_seed_sd(rows, reference, row, cond)
             paper = cell.get("paper_delta")
             paper = math.nan if paper is None else float(paper)
+            found = outcome(cell["delta"], bool(cell["excludes_zero"]), sd,
+                            0.0 if paper != paper else paper)
             lines.append({
-                "artifact": aid, "data": data, "seeds": seeds, "row": row, "reference": reference,
+                "artifact": aid, "data": data, "seeds": seeds, "profile": profile,
+                "scale": scale_words(profile, iterations), "row": row, "reference": reference,
                 "condition": cond, "delta": cell["delta"], "ci low": cell["delta_ci"][0],
                 "ci high": cell["delta_ci"][1], "ci excludes 0": bool(cell["excludes_zero"]),
                 "seed SD of delta": sd, "SD from": source,
                 "beyond 2 seed SD": (abs(cell["delta"]) > 2 * sd) if sd == sd else None,
-                "paper delta": paper,
-                "verdict": verdict(cell["delta"], bool(cell["excludes_zero"]), sd,
-                                   0.0 if paper != paper else paper)})
+                "paper delta": paper, "outcome": found, "verdict": verdict_words(found, profile)})
     return lines
 
 
 def verdict_counts(table: pd.DataFrame, condition: str = "Mean") -> pd.DataFrame:
-    """Per ablation, how many of the paper's claimed deltas (rows against the reference, in
-    ``condition``) the runs support, contradict or leave unresolved, and the full model's."""
+    """Per ablation, the scale of its runs and how many of the paper's claimed deltas (rows of
+    its own model against the reference, in ``condition``) point the paper's way beyond noise,
+    the opposite way, or are not resolved, and the full model's outcome in words."""
+    columns = ["data", "scale", "seeds", *COUNT_COLUMNS.values(), "full model"]
     if table.empty:
-        return pd.DataFrame(columns=["data", "seeds", *VERDICTS, "full model"])
+        return pd.DataFrame(columns=columns)
     out = []
     for aid, part in table[table["condition"] == condition].groupby("artifact", sort=False):
         full = artifact(aid).rows[-1].key()
         full_line = part[part["row"] == full]
-        counts = part["verdict"].value_counts()
-        out.append({"artifact": aid, "data": part["data"].iloc[0], "seeds": int(part["seeds"].iloc[0]),
-                    **{v: int(counts.get(v, 0)) for v in VERDICTS},
+        counts = part["outcome"].value_counts()
+        out.append({"artifact": aid, "data": part["data"].iloc[0], "scale": part["scale"].iloc[0],
+                    "seeds": int(part["seeds"].iloc[0]),
+                    **{name: int(counts.get(o, 0)) for o, name in COUNT_COLUMNS.items()},
                     "full model": full_line["verdict"].iloc[0] if len(full_line) else "-"})
-    return pd.DataFrame(out).set_index("artifact")
+    return pd.DataFrame(out, columns=["artifact", *columns]).set_index("artifact")
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
@@ -142,5 +198,6 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["artifact", "row", "condition"])
 
 
-__all__ = ["CONDITIONS", "VERDICTS", "claims", "delta_seed_sd", "of_table", "readable", "verdict",
-           "verdict_counts"]
+__all__ = ["CONDITIONS", "COUNT_COLUMNS", "OUTCOMES", "VERDICTS", "claimed_rows", "claims",
+           "delta_seed_sd", "of_table", "outcome", "readable", "scale_words", "verdict",
+           "verdict_counts", "verdict_words"]

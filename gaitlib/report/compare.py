@@ -14,6 +14,7 @@ import pandas as pd
 
 from gaitlib.report.artifacts import Row, artifact
 from gaitlib.report.runs import Run
+from gaitlib.report.scale import input_size
 
 
 def reported(artifact_id: str) -> pd.DataFrame:
@@ -24,7 +25,11 @@ def reported(artifact_id: str) -> pd.DataFrame:
 
 def main_table(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
     """Every method of a main table: reproduced Mean per condition with its 95% CI next to the
-    paper's, and the delta; methods gaitlib does not implement show the paper's numbers only."""
+    paper's, and the delta; methods gaitlib does not implement show the paper's numbers only.
+    ``input (ran)`` is the input size the run actually had (the cpu profile halves the paper's:
+    a '64x44' row runs at 32x22); ``mAP`` the run's mAP under OpenGait's cross-view protocol;
+    ``OpenGait rank-1`` / ``OpenGait mAP`` OpenGait's model-zoo numbers for the baselines it
+    trains (:data:`gaitlib.report.protocol.MODEL_ZOO`)."""
     from gaitlib.report.tables import compare_with_reported
 
     art, paper = artifact(artifact_id), reported(artifact_id)
@@ -39,11 +44,17 @@ def main_table(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
             result.table = result.table.loc[[row.setting]]
             rows = [row.setting]
         cmp = compare_with_reported(result, _as_conditions(paper, row), row.label, row.setting or None)
+        ran = input_size(runs[row.key()].config.data.resolution or 64)
+        maps = result.map_table
         for cond in rows:
             c = cmp.loc[cond]
             lines.append({"method": row.label, "setting": row.setting, "condition": cond,
-                          "reproduced": c["reproduced"], "95% CI": _ci(c["ci_low"], c["ci_high"]),
-                          "reported": c["reported"], "delta": c["delta"]})
+                          "input (ran)": ran, "reproduced": c["reproduced"],
+                          "95% CI": _ci(c["ci_low"], c["ci_high"]),
+                          "mAP": float(maps.loc[cond, "Mean"]) if maps is not None and cond in
+                          maps.index else np.nan,
+                          "reported": c["reported"], "delta": c["delta"],
+                          **_zoo(row.label, row.setting, cond, row.shape)})
         done.add((row.label.lower(), row.setting))
     for (method, setting), group in paper.groupby(["method", "setting"], sort=False):
         if (method.lower(), setting) in done:
@@ -51,9 +62,20 @@ def main_table(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
         for _, line in group.iterrows():
             cond = setting if line["condition"] == "rank1" else line["condition"]
             lines.append({"method": method, "setting": setting, "condition": cond,
-                          "reproduced": np.nan, "95% CI": "", "reported": line["Mean"],
-                          "delta": np.nan})
+                          "input (ran)": "", "reproduced": np.nan, "95% CI": "", "mAP": np.nan,
+                          "reported": line["Mean"], "delta": np.nan,
+                          **_zoo(method, setting, cond, "oumvlp" if cond in ("miss", "discard")
+                                 else "casia-b")})
     return pd.DataFrame(lines).set_index(["method", "setting", "condition"])
+
+
+def _zoo(method: str, setting: str, condition: str, dataset: str) -> dict[str, float]:
+    """OpenGait's model-zoo rank-1 and mAP of a baseline (64x44 on CASIA-B), else NaN."""
+    from gaitlib.report.protocol import zoo
+
+    found = zoo(method, condition, dataset) if setting in ("", "64x44", "miss") else None
+    return {"OpenGait rank-1": found[0] if found else np.nan,
+            "OpenGait mAP": found[1] if found else np.nan}
 
 
 def _as_conditions(paper: pd.DataFrame, row: Row) -> pd.DataFrame:
@@ -129,6 +151,9 @@ def ablation(artifact_id: str, runs: dict[str, Run],
     seeds = {seed} | {r.spec.seed for rows in (seed_runs or {}).values() for r in rows}
     if len(seeds) > 1:
         table.attrs["seeds"] = sorted(seeds)
+    first = runs[art.rows[0].key()]
+    table.attrs.update(artifact=artifact_id, profile=first.spec.profile,
+                       iterations=first.config.schedule.iterations)
     return table
 
 

@@ -25,6 +25,9 @@ import math
 import os
 from pathlib import Path
 
+from gaitlib.report.artifacts import ARTIFACT_IDS
+from gaitlib.report.hours import runs_needed, runs_of
+
 REPO = Path(__file__).resolve().parents[2]
 DRY_RUN_CSV = REPO / "book" / "results" / "paper-dry-run.csv"
 DEVICE_CHECK = REPO / "book" / "results" / "device_check.json"
@@ -97,9 +100,9 @@ def render(rows: list[dict], check: dict | None = None,
     commit = ok[0].get("git_commit", "") if ok else ""
 
     lines = ["(cost)=", "# What a full reproduction costs", "",
-             f"Every run the book's {len({a for r in rows for a in r['artifacts'].split()})} "
-             f"artifacts need ({len(rows)} distinct runs; a run several artifacts share counts "
-             "once in the total) was started at the paper's full scale by `gaitlib reproduce "
+             f"Every run the book's {len(ARTIFACT_IDS)} artifacts need ({len(runs_needed())} "
+             "distinct runs; a run several artifacts share counts once in the total) was started "
+             "at the paper's full scale by `gaitlib reproduce "
              "--profile paper --data casia-b --dry-run`: the exact paper config against the "
              "store, a few training steps at the full batch, resolution and frame count, a "
              "checkpoint, a resumed step, and the features of a few test sequences extracted "
@@ -122,17 +125,13 @@ def render(rows: list[dict], check: dict | None = None,
     lines += ["## Per artifact", "",
               "| artifact | runs | CPU device-hours (measured step time) | GPU hours |",
               "|---|---|---|---|"]
-    artifacts: dict[str, list[dict]] = {}
-    for r in ok:
-        for a in r["artifacts"].split():
-            artifacts.setdefault(a, []).append(r)
-    for a, runs in artifacts.items():
+    for a, runs in _per_artifact(rows):
         cpu = sum(float(r["projected_hours"]) for r in runs)
         g = sum(gpu[_key(r)][0] for r in runs)
-        lines.append(f"| {a} | {len(runs)} | {_fmt(cpu)} | {_fmt(g)} |")
+        lines.append(f"| {a} | {_runs_cell(a, runs)} | {_fmt(cpu)} | {_fmt(g)} |")
     total_cpu = sum(float(r["projected_hours"]) for r in ok)
     total_gpu = sum(h for h, _ in gpu.values())
-    lines += [f"| **all (shared runs once)** | {len(ok)} | **{_fmt(total_cpu)}** "
+    lines += [f"| **all (shared runs once)** | {_runs_cell(None, ok)} | **{_fmt(total_cpu)}** "
               f"({total_cpu / 24 / 365:.1f} years) | **{_fmt(total_gpu)}** "
               f"({total_gpu / 24:.1f} days) |", ""]
 
@@ -164,6 +163,19 @@ def render(rows: list[dict], check: dict | None = None,
     return "\n".join(lines)
 
 
+def _per_artifact(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Each artifact's dry-run lines that ran, as the scorecard and the pages count them
+    (:func:`gaitlib.report.hours.runs_of`): one source for every device-hour figure."""
+    found = [(aid, runs_of(rows, [aid])[0]) for aid in ARTIFACT_IDS]
+    return [(aid, ran) for aid, ran in found if ran]
+
+
+def _runs_cell(artifact_id: str | None, ran: list[dict]) -> str:
+    """'3', or '3 of 4' when some of the artifact's (or the study's) runs did not start."""
+    needed = len(runs_needed(None if artifact_id is None else [artifact_id]))
+    return str(len(ran)) if len(ran) == needed else f"{len(ran)} of {needed}"
+
+
 def cpu_throughput(cpu_steps: list[dict]) -> float:
     """Mean TFLOP/s of the paper-scale steps measured on the CPU (NaN without any)."""
     rates = [float(r["step_tflop"]) / float(r["step_seconds"]) for r in cpu_steps]
@@ -178,18 +190,19 @@ def _render_gpu_measured(rows: list[dict], check: dict | None, cpu_steps: list[d
     cpu = {_key(r): int(r["iterations"]) * float(r["step_tflop"]) / rate / 3600 for r in ok}
     measured_on = ", ".join(f"{r['model']} ({float(r['step_tflop']):.2f} TFLOP in "
                             f"{float(r['step_seconds']):.0f} s)" for r in cpu_steps or [])
-    n_art = len({a for r in rows for a in r["artifacts"].split()})
     lines = ["(cost)=", "# What a full reproduction costs", "",
-             f"Every run the book's {n_art} artifacts need ({len(rows)} distinct runs; a run several "
-             "artifacts share counts once) was started at the paper's full scale by `gaitlib "
+             f"Every run the book's {len(ARTIFACT_IDS)} artifacts need ({len(runs_needed())} "
+             "distinct runs; a run several artifacts share counts once) was started at the "
+             "paper's full scale by `gaitlib "
              "reproduce --profile paper --data casia-b --dry-run --gpus 0` on one "
              f"**{device}**: the exact paper config against the real CASIA-B store (binarized "
              "copy), a few training steps at the full batch, resolution and frame count, a "
              "checkpoint, a resumed step, and the features of 16 test sequences extracted with "
              "all their frames and evaluated. OU-MVLP runs ran on an OU-MVLP-shaped synthetic "
              "store with OU-MVLP's 5153-class classifier.", "",
-             f"- **GPU hours are measured**: the recipe's iterations times the step time measured "
-             f"on the {device} (fp32 as the recipes say, except GaitPart and GaitGL, which train "
+             f"- **GPU hours are projected from measured step times**: the recipe's iterations "
+             f"times the step time measured on the {device} (fp32 as the recipes say, except "
+             "GaitPart and GaitGL, which train "
              "in fp16 as OpenGait does; data loading in the training process included), for "
              "training alone.",
              "- **CPU hours are projected**: each run's FLOPs per step (counted by the dry run) at "
@@ -198,18 +211,15 @@ def _render_gpu_measured(rows: list[dict], check: dict | None, cpu_steps: list[d
                 if measured_on else "a CPU throughput not measured yet") + ".", ""]
     if commit:
         lines += [f"Source: `book/results/paper-dry-run.csv`, code at commit `{commit[:12]}`.", ""]
-    lines += ["## Per artifact", "", f"| artifact | runs | GPU hours ({device}, measured) | "
+    lines += ["## Per artifact", "", f"| artifact | runs | GPU hours ({device}, projected) | "
               "CPU hours (projected) |", "|---|---|---|---|"]
-    artifacts: dict[str, list[dict]] = {}
-    for r in ok:
-        for a in r["artifacts"].split():
-            artifacts.setdefault(a, []).append(r)
-    for a, runs in sorted(artifacts.items()):
-        lines.append(f"| {a} | {len(runs)} | {_fmt(sum(float(r['projected_hours']) for r in runs))} "
+    for a, runs in _per_artifact(rows):
+        lines.append(f"| {a} | {_runs_cell(a, runs)} | "
+                     f"{_fmt(sum(float(r['projected_hours']) for r in runs))} "
                      f"| {_fmt(sum(cpu[_key(r)] for r in runs))} |")
     total_gpu = sum(float(r["projected_hours"]) for r in ok)
     total_cpu = sum(cpu.values())
-    lines += [f"| **all (shared runs once)** | {len(ok)} | **{_fmt(total_gpu)}** "
+    lines += [f"| **all (shared runs once)** | {_runs_cell(None, ok)} | **{_fmt(total_gpu)}** "
               f"({total_gpu / 24:.1f} days) | **{_fmt(total_cpu)}** "
               f"({total_cpu / 24 / 365:.0f} years) |", ""]
     if failed:

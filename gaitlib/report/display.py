@@ -12,10 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from gaitlib.report.evidence import ORDERING_COLUMN
+
+# Inline style of table cells that hold sentences: they wrap instead of widening the table.
+WRAP = {"white-space": "normal", "min-width": "14em", "padding-left": "0.8em"}
+
 CAPTIONS = {
-    "main": "Mean rank-1 (%) per condition: 'reproduced' is this page's run with its 95% CI, "
-            "'reported' the paper's number, delta = reproduced - reported; methods gaitlib does "
-            "not implement have the paper's numbers only.",
+    "main": "Mean rank-1 (%) per condition: 'reproduced' is this page's run with its 95% CI and "
+            "its mAP (%), 'reported' the paper's number, delta = reproduced - reported; methods "
+            "gaitlib does not implement have the paper's numbers only; 'OpenGait' columns: "
+            "OpenGait's model zoo for the baselines it trains.",
     "ablation": "Mean rank-1 (%) per condition and ablation row: this page's run with its 95% CI, "
                 "then the paper's number ('paper') and the difference ('delta').",
 }
@@ -32,29 +38,60 @@ def caption_for(table: pd.DataFrame) -> str:
     return ""
 
 
-def show(table: pd.DataFrame, caption: str | None = None):
+def show(table: pd.DataFrame, caption: str | None = None, baselines: pd.DataFrame | None = None):
     """A comparison, ablation or per-view table styled for the book (one decimal, signed
     deltas), with a caption saying what is reproduced and what is reported (``caption``, else
     :func:`caption_for`).  An ablation table is shown compactly: per condition the reproduced
-    mean with its CI in one cell, then the paper's number and the delta."""
+    mean with its CI in one cell, then the paper's number and the delta.  ``baselines``
+    (:func:`gaitlib.report.scale.baselines`): chance and GEI lines appended, in grey."""
     from gaitlib.report.tables import style_comparison
 
     caption = caption_for(table) if caption is None else caption
     if "Mean reproduced" in table.columns:
         table = compact_ablation(table)
+    extra = 0
+    if baselines is not None and len(baselines):
+        before = len(table)
+        table = with_baselines(table, baselines)
+        extra = len(table) - before
     styled = style_comparison(table)
     words = [c for c in table.columns if c in ("what", "paper's model", "page shows",
-                                                "ordering against the paper", "paper scale")]
+                                                ORDERING_COLUMN, "paper scale", "verdict",
+                                                "scale", "full model")]
     if hasattr(styled, "set_properties"):
-        if words:  # text columns read better left-aligned
-            styled = styled.set_properties(subset=words, **{"text-align": "left"})
+        if words:  # text columns read better left-aligned, and wrap (the book's CSS keeps
+            # number cells on one line); 'td.colN' outranks the table's right-aligned 'td'
+            props = "; ".join(f"{k}: {v}" for k, v in {**WRAP, "text-align": "left"}.items())
+            styled = styled.set_table_styles(
+                [{"selector": f"td.col{list(table.columns).index(c)}", "props": props}
+                 for c in words], overwrite=False)
         if caption:
             styled = styled.set_caption(caption)
+        grey = []
         if "source" in (table.index.names or []):  # per-view: the paper's rows in grey italics
-            paper = [i for i, key in enumerate(table.index) if key[-1] == "paper"]
+            grey = [i for i, key in enumerate(table.index) if key[-1] == "paper"]
+        if extra:  # the baselines: the last lines
+            grey = list(range(len(table) - extra, len(table)))
+        if grey:
             styled = styled.apply(lambda col: ["color: #555; font-style: italic"
-                                               if i in paper else "" for i in range(len(col))])
+                                               if i in grey else "" for i in range(len(col))])
     return styled
+
+
+def with_baselines(table: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (a main table, or an ablation after :func:`compact_ablation`) with the chance
+    and GEI lines of :func:`gaitlib.report.scale.baselines` appended; they have no paper number."""
+    if "condition" in (table.index.names or []):  # main table: (method, setting, condition)
+        lines = baselines.assign(setting="").set_index(["method", "setting", "condition"])
+        return pd.concat([table, lines.reindex(columns=table.columns)])
+    rows = []
+    for method, part in baselines.groupby("method", sort=False):
+        values = part.set_index("condition")["reproduced"]
+        line = {f"{c}": f"{values[c]:.1f}" for c in values.index}
+        if "Mean" in table.columns:
+            line["Mean"] = f"{values.mean():.1f}"
+        rows.append(pd.Series(line, name=method))
+    return pd.concat([table, pd.DataFrame(rows).reindex(columns=table.columns)])
 
 
 def compact_ablation(table: pd.DataFrame) -> pd.DataFrame:
@@ -74,24 +111,17 @@ def compact_ablation(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def ordering_note(table: pd.DataFrame) -> str:
-    """Markdown: does the reproduced ablation order the rows as the paper does?  Kendall's tau
-    between the reproduced and the reported means, with a one-sided permutation p-value."""
-    from gaitlib.report.tables import kendall_permutation
+    """Markdown: do the reproduced rows order as the paper's?  The one sentence of
+    :meth:`gaitlib.report.evidence.Ordering.summary` (Kendall's tau with its permutation
+    p-value), and which row is best in each."""
+    from gaitlib.report.evidence import ordering
 
-    both = table[["Mean reproduced", "Mean reported"]].dropna()
-    if len(both) < 3:
-        return "Too few rows with reported means to compare orderings."
-    tau, p = kendall_permutation(both["Mean reproduced"], both["Mean reported"])
-    best_paper = both["Mean reported"].idxmax()
-    best_ours = both["Mean reproduced"].idxmax()
-    widths = [_ci_width(table.loc[i]) for i in both.index]
-    return (f"Rank agreement (Kendall's tau) between the reproduced and the reported means over "
-            f"the {len(both)} rows: **{tau:.2f}**, permutation p = {p:.2g} (the share of all "
-            f"orderings of the rows that agree with the paper's at least as well; small p: the "
-            f"agreement is unlikely by chance). The paper's best row is *{best_paper}*; here it "
-            f"is *{best_ours}*. The typical 95% CI of a reproduced condition mean is about "
-            f"±{np.nanmedian(widths) / 2:.1f} points; the paired deltas below are the sharper "
-            f"test of each row against the reference.")
+    found = ordering(table)
+    text = found.summary() + "."
+    if found.rows >= 2:
+        text += (f" The paper's best row is *{found.best_paper}*; this edition's is "
+                 f"*{found.best_here}*.")
+    return text
 
 
 def show_paired(table: pd.DataFrame):
@@ -108,44 +138,61 @@ def show_paired(table: pd.DataFrame):
     caption = (f"Paired delta against \"{info['reference']}\" (reproduced, 95% bootstrap CI over "
                f"the shared test subjects; * = CI excludes 0) and the paper's delta")
     return styled.set_caption(caption).set_table_styles(
-        [{"selector": "td", "props": "text-align: right;"}])
+        [{"selector": "td", "props": "text-align: right; white-space: normal; min-width: 9em;"}])
 
 
 def paired_note(table: pd.DataFrame) -> str:
-    """Markdown: which rows' paired deltas against the reference are resolved (CI excludes 0)
-    and whether they point the paper's way; with extra seeds, the verdict on each claimed delta
-    (:mod:`gaitlib.report.claims`: the paper's sign, CI excluding 0 and beyond two seed SDs)."""
+    """Markdown: which of the paper's own rows differ from the reference beyond the paired CI
+    and whether they point the paper's way; with extra seeds, what each claimed delta shows
+    against seed noise (:mod:`gaitlib.report.claims`), in words that fit the scale of the runs:
+    verdicts at the paper's scale, what was seen at a cheap profile."""
     from gaitlib.report import claims
 
     info = table.attrs.get("paired")
     if not info:
         return ""
-    found = claims.of_table("", table)
+    aid, profile = table.attrs.get("artifact", ""), table.attrs.get("profile", "")
+    scale = claims.scale_words(profile, table.attrs.get("iterations"))
+    found = claims.of_table(aid, table, profile=profile, iterations=table.attrs.get("iterations"))
     mean = found[found["condition"] == "Mean"] if not found.empty else found
-    rows = len([r for r in info["rows"] if r != info["reference"]])
+    own = claims.claimed_rows(aid) if aid else list(info["rows"])
+    rows = len([r for r in info["rows"] if r != info["reference"] and r in own])
     same_sign = (mean["delta"] > 0) == (mean["paper delta"] > 0)
     agree = int((mean["ci excludes 0"] & same_sign).sum()) if len(mean) else 0
     contra = int((mean["ci excludes 0"] & ~same_sign).sum()) if len(mean) else 0
-    text = (f"Against the reference row *{info['reference']}*, on the mean over conditions: {agree} "
-            f"row(s) differ in the paper's direction with a 95% paired CI that excludes 0, {contra} "
-            f"differ in the opposite direction, {rows - agree - contra} are not resolved by this "
-            f"run. The pairing resamples the test subjects once for both rows, so shared "
-            f"difficulty cancels; it does not cover seed-to-seed variation of training.")
+    others = [r for r in info["rows"] if r not in own]
+    text = (f"Against the reference row *{info['reference']}*, on the mean over conditions"
+            f"{', ' + scale if scale else ''}: of the paper's {rows} other rows, {agree} differ "
+            f"in the paper's direction with a 95% paired CI that excludes 0, {contra} in the "
+            f"opposite direction, {rows - agree - contra} are not resolved. The pairing "
+            "resamples the test subjects once for both rows, so shared difficulty cancels; it "
+            "does not cover seed-to-seed variation of training.")
+    if others:
+        text += (f" {', '.join(others)}: another paper's model{'s' if len(others) > 1 else ''}, "
+                 "shown for comparison; the paper claims no delta for "
+                 f"{'them' if len(others) > 1 else 'it'}.")
     seeds = len(table.attrs.get("seeds", [0]))
     if seeds == 1:
         return text + (" No extra seeds ran for this page, so training noise is unknown and no "
                        "claim is settled here (`gaitlib reproduce --extra-seeds 1,2,3,4`).")
-    counts = mean["verdict"].value_counts()
+    counts = mean["outcome"].value_counts()
     full = mean.iloc[-1:]  # the full model is an ablation's last row
-    verdicts = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS)
+    seen = "; ".join(f"{int(counts.get(o, 0))} {claims.verdict_words(o, profile)}"
+                     for o in claims.OUTCOMES)
     text += (f"\n\nWith {seeds} seeds of the reference row and the full model, the seed SD of a "
-             f"delta joins the CI. The paper's claimed deltas (mean over conditions): {verdicts} "
-             f"(supported: the paper's sign, a CI that excludes 0 and more than two seed SDs).")
+             f"delta joins the CI. The paper's claimed deltas (mean over conditions)"
+             f"{', ' + scale if scale else ''}: "
+             f"{seen} (beyond seed noise: the CI excludes 0 and the delta exceeds two seed SDs).")
     if len(full):
         line = full.iloc[0]
-        text += (f" The full model's delta, {line['delta']:+.1f} against the paper's "
-                 f"{line['paper delta']:+.1f} with two seed SDs of {2 * line['seed SD of delta']:.1f},"
-                 f" is **{line['verdict']}**.")
+        text += (f" The full model's delta is {line['delta']:+.1f} against the paper's "
+                 f"{line['paper delta']:+.1f}, with two seed SDs of "
+                 f"{2 * line['seed SD of delta']:.1f}: **{line['verdict']}**"
+                 f"{', ' + scale if scale else ''}.")
+    if profile != "paper":
+        text += (" A few dozen iterations show how early training responds to each switch, not "
+                 "whether the paper's converged numbers hold: only paper-scale runs can support "
+                 "or contradict its claims.")
     return text
 
 
@@ -155,12 +202,6 @@ def _parse_ci(text) -> tuple[float, float] | None:
         return None
     low, high = (float(x) for x in text.strip("[]").split(","))
     return low, high
-
-
-def _ci_width(line: pd.Series) -> float:
-    cis = [_parse_ci(text) for col, text in line.items() if str(col).endswith("95% CI")]
-    widths = [high - low for low, high in filter(None, cis)]
-    return float(np.mean(widths)) if widths else np.nan
 
 
 def plot_ablation(table: pd.DataFrame, title: str = ""):

@@ -7,19 +7,17 @@ number set against the paper's:
   reference code's published ones (:func:`parameter_check`), the evaluator's rules (OpenGait's),
   forward equivalence with reference networks (the fidelity page, where the book has one), and
   every variant training end to end;
-- **shown by the cheap runs**: how the rows of a table order against the paper's ordering, with
-  the uncertainty of the reproduced numbers (:func:`ordering`);
-- **pending**: the paper-scale numbers and the device-hours they need, from the dry run's
-  measurements in ``book/results/paper-dry-run.csv`` when it exists (:func:`pending`).
+- **shown by the cheap runs**: how the rows of a table order against the paper's, in one
+  statistic, Kendall's tau with its permutation p-value (:func:`ordering`);
+- **pending**: the paper-scale numbers and the device-hours they need, projected from the dry
+  run's measured step times (:mod:`gaitlib.report.hours`, the one source of device-hours).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +25,9 @@ import numpy as np
 import pandas as pd
 
 from gaitlib.report.artifacts import ARTIFACT_IDS, artifact
+from gaitlib.report.hours import NOT_MEASURED, dry_run, options_key, pending
 
-DRY_RUN = "paper-dry-run.csv"
-DRY_RUN_COLUMNS = ("model", "dataset", "options", "iterations", "batch", "step_seconds",
-                   "peak_memory_mb", "device", "projected_hours")
 FIDELITY_PAGE = "fidelity.md"  # book/fidelity.md: forward equivalence with reference networks
-NOT_MEASURED = "not yet measured"
 
 
 @dataclass(frozen=True)
@@ -47,8 +42,8 @@ class ReferenceCount:
     source: str = ""
 
 
-# The counts the reference code gives (SPEC §4); the 3D Local entry is the authors' own
-# configuration (one local block, GaitSet-style backbone), which gaitlib builds with
+# The counts the reference code gives (OpenGait, the CSTL authors' code); the 3D Local entry is
+# the authors' own configuration (one local block, GaitSet-style backbone), which gaitlib builds with
 # ``authors_code=True``; the paper's configuration has no published count.
 REFERENCE_COUNTS: tuple[ReferenceCount, ...] = (
     ReferenceCount("GaitSet", "gaitset", {}, 2.59, 2, "OpenGait"),
@@ -153,171 +148,52 @@ def _num(value) -> float:
 
 @dataclass
 class Ordering:
-    """How the reproduced rows order against the paper's.
+    """Do this page's rows order as the paper's?  The book answers with one statistic:
+    Kendall's tau-b between the reproduced and the reported row means, with its exact one-sided
+    permutation p-value (:func:`gaitlib.report.tables.kendall_permutation`).
 
-    ``rows``: rows with a reproduced and a reported mean; ``rho``: Spearman rank correlation of
-    the two means over those rows (NaN under 3 rows); ``pairs``: pairs of rows (per condition)
-    the paper orders; ``resolved``: those whose reproduced 95% CIs do not overlap; ``agree``:
-    resolved pairs in the paper's order; ``best_paper``/``best_here``: the top row by mean.
+    ``rows``: rows with a reproduced and a reported mean; ``tau`` and ``p`` (NaN under 3 rows);
+    ``best_paper``/``best_here``: the top row by mean in the paper and here.
     """
 
     rows: int
-    rho: float
-    pairs: int
-    resolved: int
-    agree: int
+    tau: float
+    p: float
     best_paper: str
     best_here: str
 
     def summary(self) -> str:
-        """One sentence for a table cell or a page."""
-        if self.rows < 2:
-            return "one reproduced row: no ordering to compare"
-        rho = f"rank correlation with the paper's ordering {self.rho:+.2f} over {self.rows} rows" \
-            if not math.isnan(self.rho) else f"{self.rows} rows (too few for a rank correlation)"
-        if self.resolved == 0:
-            return (f"{rho}; none of the {self.pairs} pairwise comparisons is resolved by the 95% "
-                    "CIs, so this ordering is within the noise of the run")
-        return (f"{rho}; {self.resolved} of {self.pairs} pairwise comparisons resolved by the "
-                f"95% CIs, {self.agree} of them in the paper's order")
+        """The sentence every page, the scorecard and the evidence summary print."""
+        if self.rows < 3 or math.isnan(self.tau):
+            return (f"{self.rows} reproduced row{'s' if self.rows != 1 else ''} with a paper "
+                    "number: too few to compare orderings")
+        return (f"Kendall's tau between this edition's and the paper's row means: "
+                f"{self.tau:+.2f} over {self.rows} rows; a random ordering of the rows agrees "
+                f"with the paper's at least as well with probability p = {self.p:.2g}")
+
+    def cell(self) -> str:
+        """:meth:`summary` for a table cell: the same statistic, in a few words."""
+        if self.rows < 3 or math.isnan(self.tau):
+            return f"{self.rows} row{'s' if self.rows != 1 else ''}: too few to compare"
+        return f"tau {self.tau:+.2f} over {self.rows} rows (p = {self.p:.2g})"
 
 
 def ordering(table: pd.DataFrame) -> Ordering:
-    """Compare the reproduced ordering of a table's rows with the paper's (see :class:`Ordering`).
-
-    Row means are taken over the conditions where both sides have a number; pairs are compared
-    per condition, a pair counting as resolved when the two reproduced CIs are disjoint.
-    """
-    from scipy.stats import spearmanr
+    """Compare the reproduced ordering of a table's rows with the paper's (see :class:`Ordering`);
+    a row's mean is taken over the conditions where both sides have a number."""
+    from gaitlib.report.tables import kendall_permutation
 
     data = long_form(table)
     both = data[data["reported"].notna()]
     means = both.groupby("row", sort=False)[["reproduced", "reported"]].mean()
-    rho = math.nan
-    if len(means) >= 3 and means["reproduced"].nunique() > 1 and means["reported"].nunique() > 1:
-        rho = float(spearmanr(means["reproduced"], means["reported"]).statistic)
-    pairs = resolved = agree = 0
-    for _, cond in both.groupby("condition", sort=False):
-        for (_, a), (_, b) in combinations(cond.iterrows(), 2):
-            if a["reported"] == b["reported"]:
-                continue
-            pairs += 1
-            if a["low"] > b["high"] or b["low"] > a["high"]:
-                resolved += 1
-                agree += (a["reproduced"] > b["reproduced"]) == (a["reported"] > b["reported"])
+    tau = p = math.nan
+    if len(means) >= 3:
+        tau, p = kendall_permutation(means["reproduced"], means["reported"])
 
     def best(col: str) -> str:
         return str(means[col].idxmax()) if len(means) else ""
 
-    return Ordering(len(means), rho, pairs, resolved, int(agree), best("reported"), best("reproduced"))
-
-
-# --- pending: paper-scale runs and their device-hours -------------------------------------------
-
-def dry_run(results_dir: str | os.PathLike) -> pd.DataFrame | None:
-    """The dry run's measurements (``<results_dir>/paper-dry-run.csv``), or None before it ran."""
-    path = Path(results_dir) / DRY_RUN
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path, dtype={"options": str}, keep_default_na=False)
-    missing = [c for c in ("model", "dataset", "options", "projected_hours") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path} lacks column(s) {missing}; expected {', '.join(DRY_RUN_COLUMNS)}")
-    df["projected_hours"] = pd.to_numeric(df["projected_hours"], errors="coerce")
-    return df
-
-
-def _options_key(options) -> str:
-    """Options in one canonical text form, whether given as a dict, JSON or 'k=v;k=v' text."""
-    if isinstance(options, dict):
-        items = options
-    else:
-        text = str(options or "").strip()
-        if text in ("", "{}", "-"):
-            return ""
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError:  # 'k=v;k=v' (values as JSON where they parse: 1, [1, 2])
-            items = dict(_pair(p) for p in text.split(";") if p.strip())
-    return ";".join(sorted(f"{k}={json.dumps(_plain(v))}".replace(" ", "") for k, v in items.items()))
-
-
-def _pair(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value.strip()
-
-
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
-
-
-def runs_needed(artifact_id: str) -> list[tuple[str, str, dict]]:
-    """The distinct paper-scale runs of an artifact: ``(model, dataset, options)``."""
-    seen: dict[tuple[str, str, str], tuple[str, str, dict]] = {}
-    for row in artifact(artifact_id).rows:
-        dataset = "oumvlp" if row.shape == "oumvlp" else "casia-b"
-        seen.setdefault((row.model, dataset, _options_key(row.options)),
-                        (row.model, dataset, dict(row.options)))
-    return list(seen.values())
-
-
-@dataclass
-class Pending:
-    """Paper-scale runs an artifact needs and, where the dry run measured them, their
-    projected device-hours (``hours`` is NaN when any run is unmeasured)."""
-
-    runs: int
-    measured: int
-    hours: float
-    devices: str = ""
-
-    def summary(self) -> str:
-        if self.measured == 0:
-            return f"{self.runs} paper-scale run{'s' if self.runs != 1 else ''}: device-hours " \
-                   f"{NOT_MEASURED}"
-        hours = f"{self.hours:.0f}" if self.hours >= 10 else f"{self.hours:.1f}"
-        if self.measured < self.runs:
-            return (f"{self.runs} paper-scale runs; {self.measured} measured by the dry run need "
-                    f"{hours} device-hours, the others are {NOT_MEASURED}")
-        on = f" on {self.devices}" if self.devices else ""
-        return f"{self.runs} paper-scale run{'s' if self.runs != 1 else ''}: about {hours} " \
-               f"device-hours{on} (dry run)"
-
-
-def pending(artifact_id: str, dry: pd.DataFrame | None) -> Pending:
-    """The paper-scale runs of ``artifact_id`` and the device-hours the dry run projects."""
-    needed = runs_needed(artifact_id)
-    if dry is None or dry.empty:
-        return Pending(len(needed), 0, math.nan)
-    index = {(str(m), str(d), _options_key(o)): i for i, (m, d, o)
-             in enumerate(zip(dry["model"], dry["dataset"], dry["options"], strict=True))}
-    hours, devices = [], set()
-    for model, dataset, options in needed:
-        i = index.get((model, dataset, _options_key(options)))
-        if i is not None and not math.isnan(dry["projected_hours"].iloc[i]):
-            hours.append(float(dry["projected_hours"].iloc[i]))
-            if "device" in dry.columns and str(dry["device"].iloc[i]):
-                devices.add(str(dry["device"].iloc[i]))
-    return Pending(len(needed), len(hours), float(sum(hours)) if hours else math.nan,
-                   ", ".join(sorted(devices)))
-
-
-def study_hours(dry: pd.DataFrame | None) -> Pending:
-    """All distinct paper-scale runs of the study (shared rows counted once)."""
-    needed: dict[tuple[str, str, str], None] = {}
-    for aid in ARTIFACT_IDS:
-        for model, dataset, options in runs_needed(aid):
-            needed[(model, dataset, _options_key(options))] = None
-    if dry is None or dry.empty:
-        return Pending(len(needed), 0, math.nan)
-    index = {(str(m), str(d), _options_key(o)): float(h) for m, d, o, h
-             in zip(dry["model"], dry["dataset"], dry["options"], dry["projected_hours"], strict=True)}
-    hours = [index[k] for k in needed if k in index and not math.isnan(index[k])]
-    devices = ", ".join(sorted({str(d) for d in dry.get("device", []) if str(d)}))
-    return Pending(len(needed), len(hours), float(sum(hours)) if hours else math.nan, devices)
+    return Ordering(len(means), tau, p, best("reported"), best("reproduced"))
 
 
 # --- which page shows what ----------------------------------------------------------------------
@@ -339,43 +215,59 @@ def fidelity_link(results_dir: str | os.PathLike) -> str:
     return f"[the fidelity page]({FIDELITY_PAGE})" if page.is_file() else ""
 
 
-def verified_lines(results_dir: str | os.PathLike, models: set | None = None) -> list[str]:
-    """Markdown bullets of what is verified, for the models in ``models`` (all when None): model
+def _page_models(models: set | None) -> set | None:
+    return {m if isinstance(m, str) else m[0] for m in models} if models is not None else None
+
+
+def _counts(models: set | None) -> pd.DataFrame:
+    """:func:`parameter_check` of the reference counts of ``models`` (all when None): model
     names, or ``(model, 'casia-b' | 'oumvlp')`` pairs to keep only the counts of that variant."""
     params = parameter_check()
-    if models is not None:  # the page's models, at the variants (CASIA-B / OU-MVLP) it runs
-        keep = [r.label for r in REFERENCE_COUNTS
-                if (r.model, r.options.get("variant", "casia-b")) in models or r.model in models]
-        params = params.loc[keep]
+    if models is None:
+        return params
+    keep = [r.label for r in REFERENCE_COUNTS
+            if (r.model, r.options.get("variant", "casia-b")) in models or r.model in models]
+    return params.loc[keep]
+
+
+def verified_lines(results_dir: str | os.PathLike, models: set | None = None) -> list[str]:
+    """Markdown bullets of what is verified, for the models in ``models`` (all when None; see
+    :func:`_counts`): only what a check confirmed.  :func:`unverified_lines` has the rest."""
+    equal = _counts(models)
+    equal = equal[equal["equal as printed"]]
     lines = []
-    plain = {m if isinstance(m, str) else m[0] for m in models} if models is not None else None
-    unmatched = sorted((plain if plain is not None else set(NO_REFERENCE)) & set(NO_REFERENCE))
-    if len(params):
-        equal = params[params["equal as printed"]]
-        close = params[~params["equal as printed"]]
+    if len(equal):
         text = ", ".join(f"{m} {row['gaitlib'] / 1e6:.2f}M" for m, row in equal.iterrows())
-        line = f"- **Parameter counts** equal the reference code's published ones: {text}" \
-            if len(equal) else "- **Parameter counts**:"
-        if len(close):
-            line += ("; " if len(equal) else " ") + ", ".join(
-                f"{m} {row['gaitlib'] / 1e6:.3f}M against {row['published (M)']}M published "
-                f"({row['difference (%)']:+.1f} %)" for m, row in close.iterrows())
-        lines.append(line + " (tests/test_models.py, tests/test_cstl.py, tests/test_local3d.py).")
-    for model in unmatched:
-        lines.append(f"- **Parameter counts** of {NO_REFERENCE[model]}")
+        lines.append(f"- **Parameter counts** equal the reference code's published ones as "
+                     f"printed: {text} (tests/test_models.py, tests/test_cstl.py).")
     lines.append("- **Evaluator**: OpenGait's protocols rule by rule (per-part Euclidean distance, "
                  "gallery restricted to each view, identical view excluded, OU-MVLP misses counted "
-                 "or discarded), checked against a brute-force computation "
-                 "(tests/test_evaluation.py).")
+                 "or discarded; mAP as OpenGait's cross-view evaluation computes it), checked "
+                 "against brute-force computations (tests/test_evaluation.py, tests/test_mean_ap.py).")
     link = fidelity_link(results_dir)
-    names = [name for model, name in EQUIVALENCE.items()
-             if models is None or model in {m if isinstance(m, str) else m[0] for m in models}]
-    if names:
-        which = ", ".join(names)
-        lines.append(f"- **Networks** ({which}): " + (
-            f"forward equivalence with the reference networks given the same weights is on {link}."
-            if link else f"forward equivalence with the reference networks: {NOT_MEASURED} in this "
-                         "edition."))
+    plain = _page_models(models)
+    names = [name for model, name in EQUIVALENCE.items() if plain is None or model in plain]
+    if names and link:
+        lines.append(f"- **Networks** ({', '.join(names)}): forward equivalence with the reference "
+                     f"networks given the same weights is on {link}.")
+    return lines
+
+
+def unverified_lines(results_dir: str | os.PathLike, models: set | None = None) -> list[str]:
+    """Markdown bullets of what was checked and did not match, or has nothing to check against,
+    for the models in ``models`` (all when None)."""
+    close = _counts(models)
+    close = close[~close["equal as printed"]]
+    lines = [f"- **Parameter count** of {m}: gaitlib's {row['gaitlib'] / 1e6:.3f}M against "
+             f"{row['published (M)']}M published ({row['difference (%)']:+.1f} %), not equal as "
+             "printed (tests/test_local3d.py)." for m, row in close.iterrows()]
+    plain = _page_models(models)
+    lines += [f"- **Parameter counts** of {NO_REFERENCE[m]}"
+              for m in sorted((plain if plain is not None else set(NO_REFERENCE)) & set(NO_REFERENCE))]
+    names = [name for model, name in EQUIVALENCE.items() if plain is None or model in plain]
+    if names and not fidelity_link(results_dir):
+        lines.append(f"- **Networks** ({', '.join(names)}): forward equivalence with the reference "
+                     f"networks {NOT_MEASURED} in this edition.")
     return lines
 
 
@@ -386,12 +278,32 @@ def trained_rows(results_dir: str | os.PathLike) -> tuple[int, int]:
     needed, done = set(), set()
     for aid in ARTIFACT_IDS:
         for row in artifact(aid).rows:
-            needed.add((row.model, row.shape, _options_key(row.options)))
+            needed.add((row.model, row.shape, options_key(row.options)))
         for entry in recorded(results_dir, aid):
             for run in entry.get("runs", {}).values():
                 shape = "oumvlp" if run.get("options", {}).get("variant") == "oumvlp" else "casia-b"
-                done.add((run["model"], shape, _options_key(run.get("options", {}))))
+                done.add((run["model"], shape, options_key(run.get("options", {}))))
     return len(done & needed), len(needed)
+
+
+def training_lines(results_dir: str | os.PathLike) -> tuple[str, str]:
+    """What is known about every variant training end to end: ``(at the cheap profiles, from the
+    recorded results; at the paper's scale, from the dry run)``, each one Markdown bullet."""
+    from gaitlib.report.hours import study_hours
+
+    done, needed = trained_rows(results_dir)
+    cheap = (f"- **Every variant trains at the cheap profiles**: {done} of the {needed} distinct "
+             "runs the study needs trained and were evaluated end to end (recorded results), and "
+             "every model and option builds, trains a step and evaluates in the tests "
+             "(tests/test_study.py).")
+    paper = study_hours(dry_run(results_dir))
+    if paper.measured == 0 and not paper.failed:
+        return cheap, f"- **At the paper's scale**: the dry run has {NOT_MEASURED} the runs."
+    started = (f"- **At the paper's scale** the dry run started {paper.measured} of the "
+               f"{paper.runs} runs (a few steps, a checkpoint, a resumed step, an evaluation)")
+    if paper.failed:
+        started += f"; {len(paper.failed)} failed: {', '.join(paper.failed)}"
+    return cheap, started + "."
 
 
 def page_summary(artifact_id: str, table: pd.DataFrame | None, results_dir: str | os.PathLike,
@@ -401,6 +313,9 @@ def page_summary(artifact_id: str, table: pd.DataFrame | None, results_dir: str 
     models = {(row.model, "oumvlp" if row.shape == "oumvlp" else "casia-b") for row in art.rows}
     lines = ["**Verified** (independent of the training budget):", "",
              *verified_lines(results_dir, models), ""]
+    unverified = unverified_lines(results_dir, models)
+    if unverified:
+        lines += ["**Not verified**:", "", *unverified, ""]
     lines += [f"**What this run shows** ({data_label({'data': data})} data, {profile} profile):",
               ""]
     if table is None:
@@ -416,6 +331,9 @@ def page_summary(artifact_id: str, table: pd.DataFrame | None, results_dir: str 
     return "\n".join(lines)
 
 
+ORDERING_COLUMN = "ordering against the paper (Kendall's tau)"
+
+
 def card(results_dir: str | os.PathLike) -> pd.DataFrame:
     """One line per artifact: the page's data and profile, rows run, what the ordering shows
     and what is pending (the evidence-level scorecard)."""
@@ -427,7 +345,7 @@ def card(results_dir: str | os.PathLike) -> pd.DataFrame:
         art = artifact(aid)
         entries = recorded(results_dir, aid)
         line = {"artifact": aid, "what": art.title, "page shows": "not run yet", "profile": "",
-                "recorded": "", "rows run": "", "ordering against the paper": "",
+                "recorded": "", "rows run": "", ORDERING_COLUMN: "",
                 "full model here": np.nan, "paper": np.nan,
                 "paper scale": pending(aid, dry).summary()}
         if entries:
@@ -436,14 +354,14 @@ def card(results_dir: str | os.PathLike) -> pd.DataFrame:
                          "recorded": f"{best['recorded'][:10]} ({str(best['git_commit'])[:7]})"})
             if art.kind == "figure":
                 line["rows run"] = str(len(best.get("runs", {})))
-                line["ordering against the paper"] = "a figure: compared in words on its page"
+                line[ORDERING_COLUMN] = "a figure: compared in words on its page"
             elif not best.get("table"):
                 line["rows run"] = "0"
             else:
                 head = headline(best)
                 line.update({"rows run": str(head["rows"]), "full model here": head["reproduced"],
                              "paper": head["reported"],
-                             "ordering against the paper": ordering(pd.DataFrame(best["table"])).summary()})
+                             ORDERING_COLUMN: ordering(pd.DataFrame(best["table"])).cell()})
         lines.append(line)
     return pd.DataFrame(lines).set_index("artifact")
 
@@ -468,7 +386,6 @@ def pages_markdown(results_dir: str | os.PathLike) -> str:
     return f"Pages by the data behind them: {summary}.\n\n" + "\n".join(lines)
 
 
-__all__ = ["Ordering", "Pending", "REFERENCE_COUNTS", "card", "data_label", "dry_run", "long_form",
-           "ordering", "page_summary", "pages_markdown", "pages_table", "parameter_check",
-           "parameter_display", "pending", "runs_needed", "study_hours", "trained_rows",
-           "verified_lines"]
+__all__ = ["ORDERING_COLUMN", "Ordering", "REFERENCE_COUNTS", "card", "data_label", "long_form", "ordering",
+           "page_summary", "pages_markdown", "pages_table", "parameter_check", "parameter_display",
+           "trained_rows", "training_lines", "unverified_lines", "verified_lines"]

@@ -3,7 +3,8 @@
 :func:`record` writes ``<results_dir>/<id>/<data>-<profile>.json`` (only when ``gaitlib
 reproduce`` publishes); :func:`recorded` reads an artifact's records, most faithful first
 (:data:`FAITHFULNESS`); :func:`headline` and :func:`model_label` say what a record's headline
-number is; :func:`scorecard` and :func:`other_results` list the records for the book;
+number is; :func:`scorecard` lists the records for the book and :func:`other_results` shows a
+page's other editions (the synthetic edition under a real-data page) with their tables;
 :func:`is_binarized` tells whether a real-data store holds only 0/255 (recorded with real data).
 """
 
@@ -136,34 +137,72 @@ def is_binarized(store_path: str | os.PathLike, sample: int = 200) -> bool:
 
 
 def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str, data: str) -> str:
-    """Markdown: the other recorded results of this artifact (other data or profiles) made by the
-    same code version as this page, each with its date and commit.  Results of other code
-    versions are only counted: a page kept from an earlier build would otherwise quote numbers
-    that have since been replaced (the scorecard, rebuilt every time, lists the current ones)."""
+    """Markdown: this artifact's other editions (its records of other data or profiles, e.g.
+    the synthetic edition under a real-data page), each with its table, the ordering sentence,
+    and when and at which commit it was recorded; a record made by another code version than
+    this page says so, since its numbers may have changed since."""
     from gaitlib.report.evidence import data_label, ordering
     from gaitlib.report.results import git_commit
 
     here = _base_commit(git_commit())
     entries = [e for e in recorded(results_dir, artifact_id)
                if (e["data"], e["profile"]) != (data, profile)]
-    same = [e for e in entries if _base_commit(e.get("git_commit", "")) == here]
     if not entries:
-        return "No other recorded result of this artifact."
-    lines = [f"Other recorded results of this artifact made by the same code version "
-             f"({here[:7]}):", ""] if same else []
-    for e in same:
-        head = headline(e) if artifact(artifact_id).kind != "figure" else None
-        what = "" if head is None else (f": the paper's model {head['reproduced']:.1f} % "
-                                        f"(paper {head['reported']:.1f} %), "
-                                        f"{ordering(pd.DataFrame(e['table'])).summary()}")
-        lines.append(f"- {data_label(e)} data, {e['profile']} profile{what}; recorded "
-                     f"{e['recorded'][:10]} at commit {str(e['git_commit'])[:12]}")
-    older = len(entries) - len(same)
-    if older:
-        lines += ["", f"{older} other recorded result{'s' if older != 1 else ''} of this artifact "
-                      f"{'come' if older != 1 else 'comes'} from other code versions; the scorecard "
-                      "lists the current ones."]
+        return ("No other edition of this page is recorded (`book/results/"
+                f"{artifact_id}/`).")
+    lines = []
+    for e in entries:
+        commit = _base_commit(e.get("git_commit", ""))
+        lines += [f"### The {data_label(e)} edition ({e['profile']} profile)", "",
+                  f"Recorded {str(e.get('recorded', ''))[:10]} at commit {commit[:12]}"
+                  + ("" if commit == here else
+                     f", a different code version from this page's ({here[:12]}): its numbers "
+                     "may have changed since") + f" (`book/results/{artifact_id}/"
+                  f"{e['data']}-{e['profile']}.json`).", ""]
+        table = pd.DataFrame(e.get("table", []))
+        if artifact(artifact_id).kind != "figure" and not table.empty:
+            lines += [ordering(table).summary() + ".", ""]
+        lines += [record_markdown(table), ""]
     return "\n".join(lines).strip()
+
+
+def record_markdown(table: pd.DataFrame) -> str:
+    """A recorded table as a Markdown table: a main table's methods per condition with their
+    CIs and the paper's numbers, an ablation's rows with a cell per condition, or a figure's
+    data as recorded (numbers to one decimal)."""
+    if table.empty:
+        return "(no table recorded)"
+    if "label" in table.columns and any(str(c).endswith(" reproduced") for c in table.columns):
+        conditions = [c[: -len(" reproduced")] for c in table.columns if str(c).endswith(" reproduced")]
+        header = ["row", *(f"{c} (paper)" for c in conditions)]
+        rows = [[str(line["label"]), *(_cell(line.get(f"{c} reproduced"), line.get(f"{c} 95% CI"),
+                                             line.get(f"{c} reported")) for c in conditions)]
+                for _, line in table.iterrows()]
+    elif {"method", "condition", "reproduced"} <= set(table.columns):
+        keep = [c for c in ("method", "setting", "condition", "input (ran)", "reproduced", "95% CI",
+                            "mAP", "reported") if c in table.columns]
+        header = keep
+        rows = [[_text(line[c]) for c in keep] for _, line in table.iterrows()]
+    else:
+        header = [str(c) for c in table.columns]
+        rows = [[_text(v) for v in line] for _, line in table.iterrows()]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float, np.floating, np.integer)):
+        return "-" if value != value else (f"{value:,.1f}" if isinstance(value, (float, np.floating))
+                                           else f"{value:,}")
+    return "-" if value is None or str(value) == "" else str(value).replace("|", "/")
+
+
+def _cell(reproduced, ci, reported) -> str:
+    text = _text(reproduced) + (f" {ci}" if isinstance(ci, str) and ci.startswith("[") else "")
+    return text + (f" ({_text(reported)})" if reported is not None and reported == reported else "")
 
 
 def _base_commit(commit: str) -> str:

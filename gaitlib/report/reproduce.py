@@ -285,6 +285,12 @@ def run_notebook(notebook_id: str, parameters: dict, out_dir: Path, src: Path | 
             else:
                 os.environ[PUBLISH_ENV] = previous
         strip_volatile(executed)
+        from gaitlib.report.frames import RealFramesError, check_page
+
+        try:  # no page on real data may show its frames
+            check_page(executed, {k: v for k, v in parameters.items() if k in declared})
+        except RealFramesError as err:
+            return NotebookRun(notebook_id, "failed", time.perf_counter() - start, str(err)[:300])
         kept = more_faithful_published(out_dir / f"{notebook_id}.ipynb",
                                        {k: v for k, v in parameters.items() if k in declared},
                                        notebook_id)
@@ -474,6 +480,13 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     runs = [results[n] for n in selected]
     print(format_runs(runs, time.perf_counter() - started))
     if build:
+        from gaitlib.report.frames import unpublishable
+
+        shown = unpublishable(out_dir)  # pages kept from earlier builds are checked too
+        if shown:
+            raise BookBuildError(f"refusing to build the book: {len(shown)} page(s) made from real "
+                                 f"data hold images that may show its frames ({', '.join(shown)}); "
+                                 "rebuild them with this version of gaitlib")
         build_start = time.perf_counter()
         code = build_book(Path(root))
         if code:

@@ -112,7 +112,8 @@ def resolve(spec: RunSpec, data_root: str | os.PathLike = "data", device: str = 
     from gaitlib.training import recipe
 
     dataset = "oumvlp" if spec.shape == "oumvlp" else "casia-b"
-    config = recipe(spec.model, spec.profile, dataset, options=spec.option_dict)
+    config = recipe(spec.model, spec.profile, dataset, options=spec.option_dict,
+                    real=spec.data == "casia-b")
     if spec.data == "synthetic":  # the recipe's split names real subjects; a synthetic store has its own
         config.data.split = ""
     config.data.store = str(store_path(spec.data, data_root, spec.profile, spec.shape))

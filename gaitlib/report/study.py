@@ -11,18 +11,22 @@ This module holds what a notebook orchestrates: the runs an artifact needs (:fun
 (:func:`setup`, :func:`scope`, :func:`trained_on`) and test data for the inspection pages
 (:func:`test_features`, :func:`test_sequence`).  The rest lives by responsibility and is
 re-exported here, so notebooks keep calling ``study.<name>``: the comparison with the paper in
-:mod:`gaitlib.report.compare`, published results in :mod:`gaitlib.report.records`, and tables,
-plots and notes for the book in :mod:`gaitlib.report.display`.
+:mod:`gaitlib.report.compare`, published results in :mod:`gaitlib.report.records`, tables,
+plots and notes for the book in :mod:`gaitlib.report.display`, and the scale of a page's runs
+with the chance and GEI floor under them in :mod:`gaitlib.report.scale`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from gaitlib.report import frames
 from gaitlib.report.artifacts import Artifact, Row, artifact
 from gaitlib.report.compare import (
     PAPERS,
@@ -45,6 +49,7 @@ from gaitlib.report.display import (
     show,
     show_paired,
 )
+from gaitlib.report.protocol import protocol_note
 from gaitlib.report.records import (
     FAITHFULNESS,
     SETTING_WORDS,
@@ -57,28 +62,34 @@ from gaitlib.report.records import (
     scorecard,
 )
 from gaitlib.report.runs import Run, RunSpec, ensure_run
+from gaitlib.report.scale import baselines, floor_sentence, scale_note
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     # defined here
-    "DATA_NOTES", "PROFILE_NOTES", "needs_oumvlp", "runs_for", "scope", "seed_runs", "setup",
-    "spec_for", "test_features", "test_sequence", "trained_on",
+    "DATA_NOTES", "PROFILE_NOTES", "ShownSequence", "needs_oumvlp", "runs_for", "scope",
+    "seed_runs", "setup", "shown_sequence", "spec_for", "test_features", "test_sequence",
+    "trained_on",
     # gaitlib.report.compare
     "PAPERS", "ablation", "main_table", "ours", "parameter_table", "per_view",
     "per_view_comparison", "reported", "with_reported_means",
     # gaitlib.report.display
     "CAPTIONS", "caption_for", "compact_ablation", "ordering_note", "paired_note",
     "plot_ablation", "show", "show_paired",
+    # gaitlib.report.scale and gaitlib.report.protocol
+    "baselines", "floor_sentence", "protocol_note", "scale_note",
     # gaitlib.report.records
     "FAITHFULNESS", "SETTING_WORDS", "headline", "is_binarized", "model_label",
     "other_results", "record", "recorded", "scorecard",
 ]
 
 PROFILE_NOTES = {
-    "smoke": "the smoke profile (a few iterations on a tiny synthetic set): plumbing only, the "
-             "numbers mean nothing",
-    "cpu": "the cpu profile: half resolution (32x22 for the papers' 64x44, 64x44 for 128x88), "
-           "half channel widths, (4, 4) batches of 8 frames, a short schedule with Adam at 1e-3, "
-           "tested on the first test subjects and frames (see the reproduction notes)",
+    "smoke": "the smoke profile (a few iterations, a tiny test): plumbing only, the numbers "
+             "mean nothing",
+    "cpu": "the cpu profile: half the papers' input resolution and channel widths and a few dozen "
+           "iterations (the exact scale is stated below)",
     "paper": "the papers' recipes (iterations, batches, resolutions)",
 }
 DATA_NOTES = {
@@ -87,6 +98,7 @@ DATA_NOTES = {
     "casia-b": "CASIA-B (the binarized copy unless you imported your own)",
     "oumvlp": "OU-MVLP",
 }
+DATASET_NAMES = {"casia-b": "CASIA-B", "oumvlp": "OU-MVLP"}
 
 
 def spec_for(row: Row, data: str, profile: str, seed: int) -> RunSpec:
@@ -158,19 +170,60 @@ def test_features(run: Run, n_subjects: int = 10, max_frames: int | None = None,
 
 
 def test_sequence(run: Run, index: int = 0, max_frames: int = 30):
-    """One test sequence as the run's model sees it: ``(frames (T, h, w) float, label)``."""
-    import torch
-
+    """One test sequence as the run's model sees it: ``(frames (T, h, w) float, label)``.  On
+    real data these are the dataset's frames: compute with them, never draw them (figures take
+    :func:`shown_sequence`)."""
     from gaitlib.data.pretreatment import crop_width
-    from gaitlib.data.sampling import to_model_input
 
     store, _, test = run.subjects()
     item = int(store.select(subjects=test[:1])[index])
-    frames = crop_width(store.frames_of(item))[:max_frames]
-    sils = to_model_input(torch.from_numpy(np.ascontiguousarray(frames)), "cpu",
-                          run.config.data.resolution)
     label = f"{store.subjects[item]}/{store.conditions[item]}/{store.views[item]}"
-    return sils, label
+    return _model_input(run, crop_width(store.frames_of(item))[:max_frames]), label
+
+
+@dataclass(frozen=True)
+class ShownSequence:
+    """A sequence a page may draw: model-input ``frames`` (T, h, w), a ``label`` saying what it
+    is, and ``source``, the dataset of the frames (what the figure functions check)."""
+
+    frames: torch.Tensor
+    label: str
+    source: str
+
+
+SYNTHETIC_STAND_IN = ("a synthetic walker's sequence (nm-01, 90°) through the model trained on "
+                      "{data}: the book never shows frames of the real dataset")
+
+
+def shown_sequence(run: Run, index: int = 0, max_frames: int = 30) -> ShownSequence:
+    """A test sequence to draw: the run's own on synthetic data; on real data a sequence of the
+    synthetic walker (rendered here, pretreated as real data), since no frame of a real dataset
+    may be shown.  The model sees it as it sees its own test data."""
+    from gaitlib.data.pretreatment import crop_width
+    from gaitlib.data.store import Store
+    from gaitlib.figures._common import is_synthetic_source
+
+    dataset = Store(run.config.data.store).dataset
+    if is_synthetic_source(dataset):
+        frames, label = test_sequence(run, index, max_frames)
+        return ShownSequence(frames, f"test sequence {label}", dataset)
+    from gaitlib.data.pretreatment import pretreat_sequence
+    from gaitlib.data.synthetic import render_sequence
+
+    raw = render_sequence(seed=0, subject=1000 + index, condition="nm-01", view="090")
+    frames = crop_width(pretreat_sequence(raw))[:max_frames]
+    return ShownSequence(_model_input(run, frames),
+                         SYNTHETIC_STAND_IN.format(data=DATASET_NAMES.get(dataset, dataset)),
+                         "synthetic")
+
+
+def _model_input(run: Run, frames: np.ndarray):
+    import torch
+
+    from gaitlib.data.sampling import to_model_input
+
+    return to_model_input(torch.from_numpy(np.ascontiguousarray(frames)), "cpu",
+                          run.config.data.resolution)
 
 
 # --- notebook helpers -------------------------------------------------------------------------
@@ -190,6 +243,7 @@ def setup() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight"})
     pd.set_option("display.precision", 1)
+    frames.install()  # every figure's output says what its images show (no real frames)
 
 
 def scope(profile: str, data: str, data_root: str | os.PathLike | None = None) -> str:

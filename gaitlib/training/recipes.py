@@ -1,4 +1,4 @@
-"""Per-model training recipes, one per profile (SPEC §4, §5).
+"""Per-model training recipes, one per profile.
 
 ``paper`` is each paper's recipe, declared row by row with its source in
 ``recipe_sources.csv`` (GaitSet: its authors' code; GaitPart, GaitGL: OpenGait's CASIA-B
@@ -11,9 +11,10 @@ type) and shrink the scale:
 - ``cpu``: sized so that all 37 runs of the book's 17 artifacts fit in about 25 minutes on a
   2-core laptop: half input resolution, half channel widths and half as many horizontal strips
   (:func:`cheap_model_options`), (4, 4) batches of 8 frames, 60 iterations, tested on the first
-  10 test subjects x 10 frames.  With so few iterations Adam's learning rate is raised 10x
-  (1e-3; an SGD recipe keeps its own).  A fixed frame window (OpenGait's) stays fixed at
-  the smaller frame count.  The book states this next to every cpu-profile number.
+  10 frames of each test sequence: of the first 10 test subjects on the synthetic data, of all
+  50 on real CASIA-B (:data:`REAL_DATA_EVAL`).  With so few iterations Adam's learning rate is
+  raised 10x (1e-3; an SGD recipe keeps its own).  A fixed frame window (OpenGait's) stays
+  fixed at the smaller frame count.  The book states the scale above every page's first table.
 - ``paper``: the published recipe, for a GPU box and the real data.
 """
 
@@ -228,9 +229,19 @@ def _model_option_names(model: str) -> set[str]:
     return set(model_options(model))
 
 
-def _scaled(config: TrainConfig, profile: str) -> TrainConfig:
-    """The paper recipe shrunk to ``profile`` (the design fields kept)."""
+# The test scale of a cheap profile on real CASIA-B (subjects and frames; 0 = all): test
+# subjects buy resolution, frames hardly do (bench/eval_scale.py on the real copy, per run at the
+# cpu profile: 50 subjects x 10 frames cost about 5x the evaluation of 10 x 10 and halve the 95%
+# CI around a chance level of 2% instead of 10%; every frame costs 11x more again for no
+# narrower CI).  The synthetic edition keeps 10 x 10, which the 30-minute `make book` affords.
+REAL_DATA_EVAL = {"cpu": dict(max_subjects=0, max_frames=10)}
+
+
+def _scaled(config: TrainConfig, profile: str, real: bool = False) -> TrainConfig:
+    """The paper recipe shrunk to ``profile`` (the design fields kept); ``real``: for real
+    CASIA-B, tested at :data:`REAL_DATA_EVAL`'s scale."""
     c = _CHEAP[profile]
+    test = replace(c["eval"], **(REAL_DATA_EVAL.get(profile, {}) if real else {}))
     frames = c["frames"]
     low, high = config.sampling.window
     # A fixed window (OpenGait's 40 for 30 frames) stays fixed; a random one stays random.
@@ -245,7 +256,7 @@ def _scaled(config: TrainConfig, profile: str) -> TrainConfig:
         sampling=replace(config.sampling, p=c["p"], k=c["k"], frames=frames, window=window),
         schedule=ScheduleConfig(iterations=c["iterations"], milestones=[c["milestone"]], gamma=0.1),
         optimizer=replace(config.optimizer, lr=lr),
-        eval=replace(c["eval"]),  # a copy: callers may edit the returned config
+        eval=test,  # a copy: callers may edit the returned config
         checkpoint_every=c["checkpoint_every"], log_every=c["log_every"], workers=c["workers"],
         channels_last=config.model.name in c.get("channels_last", ()),
         # fp32 on the CPU whatever the paper trains in (OpenGait's fp16 needs a GPU to pay).
@@ -259,13 +270,14 @@ PAPER_OUMVLP: dict[str, Callable[[], TrainConfig]] = {
 
 
 def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
-           options: dict | None = None) -> TrainConfig:
+           options: dict | None = None, real: bool | None = None) -> TrainConfig:
     """The training config of ``model`` under ``profile`` for a store of ``dataset`` (a fresh
     object; edit freely). ``oumvlp`` takes the paper's OU-MVLP recipe (scaled for cheap profiles);
     ``casia-b`` and ``synthetic`` the CASIA-B one (``synthetic`` with the store's own split).
     ``options`` are the model options of the run
     at the paper's scale (an ablation row, ``resolution=128``); cheap profiles scale them with
-    :func:`cheap_model_options`."""
+    :func:`cheap_model_options`.  ``real``: the run's store holds real CASIA-B (default: when
+    ``dataset`` is 'casia-b'), which a cheap profile tests at :data:`REAL_DATA_EVAL`'s scale."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     from gaitlib.models import available
@@ -301,7 +313,7 @@ def recipe(model: str, profile: str = "cpu", dataset: str = "casia-b",
         # (shrunk by 2 at load time), and a 64x64 store fails clearly for a 128x88 run.
         config.data.resolution = int(config.model.options.get("resolution", 64))
         return config
-    return _scaled(config, profile)
+    return _scaled(config, profile, dataset == "casia-b" if real is None else real)
 
 
 if __name__ == "__main__":  # regenerate the book's table: python -m gaitlib.training.recipes

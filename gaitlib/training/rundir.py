@@ -351,6 +351,10 @@ def write_evaluation(run_dir: Path, result) -> dict:
     counts = getattr(result, "subject_counts", None)
     if counts is not None:  # per test subject hit/probe counts, for paired comparisons of runs
         summary["subject_counts"] = counts.to_json()
+    map_table = getattr(result, "map_table", None)
+    if map_table is not None:  # mAP per row and probe view (OpenGait's cross-view protocol)
+        summary["map"] = {row: {col: _num(v) for col, v in values.items()}
+                          for row, values in map_table.to_dict(orient="index").items()}
     write_json(run_dir / "eval.json", summary)
     return summary
 
@@ -368,9 +372,11 @@ def read_evaluation(run_dir: Path):
                                columns=[str(c) for c in v["columns"]]).astype(float)
              for row, v in data.get("view_accuracy", {}).items()}
     counts = SubjectCounts.from_json(data["subject_counts"]) if "subject_counts" in data else None
+    map_table = (pd.DataFrame.from_dict(data["map"], orient="index").astype(float)
+                 if "map" in data else None)
     return EvaluationResult(data["protocol"], data["metric"], table, views, ci,
                             data["bootstrap"], data["n_subjects"], data["n_probes"],
-                            data.get("undefined", []), counts)
+                            data.get("undefined", []), counts, map_table)
 
 
 def _num(value) -> float | None:
