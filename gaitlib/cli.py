@@ -59,7 +59,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from gaitlib.report.reproduce import reproduce
 
     if args.dry_run:
-        from gaitlib.report.dryrun import default_csv, dry_run
+        from gaitlib.runs.dryrun import default_csv, dry_run
 
         out = args.dry_run_csv or default_csv(args.profile, args.runs_dir)
         rows = dry_run(profile=args.profile, data=args.data, data_root=args.data_root,

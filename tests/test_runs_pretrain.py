@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from gaitlib.report import study
 from gaitlib.report.artifacts import ARTIFACTS
-from gaitlib.report.pretrain import planned_runs, pretrain, step_cost
-from gaitlib.report.runs import RunSpec, ensure_run
-from gaitlib.report.workers import Worker
+from gaitlib.runs.pretrain import planned_runs, pretrain, step_cost
+from gaitlib.runs.cache import RunSpec, ensure_run
+from gaitlib.runs.pool import Worker
 
 
 def _notebook_specs(artifact_id: str, data: str, seeds=()) -> set[RunSpec]:
@@ -65,7 +65,7 @@ def test_pool_trains_into_the_cache_the_notebooks_read(tmp_path, capsys):
 
 
 def test_training_summary_says_where_the_time_went():
-    from gaitlib.report.pretrain import Trained, training_summary
+    from gaitlib.runs.pretrain import Trained, training_summary
 
     spec = RunSpec.of("gaitset")
     done = [Trained(spec, "trained", 30.0), Trained(spec, "trained", 10.0), Trained(spec, "cached"),

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gaitlib.report.artifacts import Row, artifact
-from gaitlib.report.runs import Run
+from gaitlib.runs.cache import Run
 
 
 def reported(artifact_id: str) -> pd.DataFrame:

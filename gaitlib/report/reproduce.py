@@ -12,9 +12,9 @@ The notebooks run in a fixed order: ``synthetic-data``, one notebook per artifac
 :data:`gaitlib.report.artifacts.ARTIFACT_IDS`, then ``scorecard``, which reads the others' results
 and so always runs after all of them have finished.  With GPUs (``gpus=``) the artifact notebooks
 run in parallel, one per GPU at a time, each in its own process that sees only its GPU (on the
-CPU, workers split the cores; the pool is :mod:`gaitlib.report.workers`).  With several workers,
-every run the notebooks need is trained first (:mod:`gaitlib.report.pretrain`); the run cache
-(:func:`gaitlib.report.runs.ensure_run`) locks each run, so two processes asking for the same run
+CPU, workers split the cores; the pool is :mod:`gaitlib.runs.pool`).  With several workers,
+every run the notebooks need is trained first (:mod:`gaitlib.runs.pretrain`); the run cache
+(:func:`gaitlib.runs.cache.ensure_run`) locks each run, so two processes asking for the same run
 train it once.
 """
 
@@ -36,8 +36,8 @@ from pathlib import Path
 
 from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS
 from gaitlib.report.results import PUBLISH_ENV
-from gaitlib.report.runs import store_path
-from gaitlib.report.workers import Worker, check_gpus, cpu_workers, gpu_workers
+from gaitlib.runs.cache import store_path
+from gaitlib.runs.pool import Worker, check_gpus, cpu_workers, gpu_workers
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "cpu", "paper")
@@ -395,7 +395,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     ``extra_seeds``: further seeds of each ablation's reference row and full model (their
     seed-to-seed SDs join the ablation pages).  With a pool of several workers and
     ``train_first``, every run the selected notebooks need is trained first, costliest first
-    (:mod:`gaitlib.report.pretrain`), so the notebooks only evaluate and plot.
+    (:mod:`gaitlib.runs.pretrain`), so the notebooks only evaluate and plot.
     Raises ValueError for unknown names and FileNotFoundError / ValueError when a real dataset's
     store is absent or of another dataset, before any notebook runs; BookBuildError when the build
     fails.  Publishing into the repository's own book from a checkout with uncommitted source
@@ -441,7 +441,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     out_dir = Path(root) / "book"
     started = time.perf_counter()
     if train_first and workers and len(workers) > 1:  # no worker waits on another's run lock
-        from gaitlib.report.pretrain import planned_runs, pretrain, training_summary
+        from gaitlib.runs.pretrain import planned_runs, pretrain, training_summary
 
         runnable = [n for n in selected if not skip_reason(n, data)
                     and (notebooks_dir / NOTEBOOKS[n]).is_file()]

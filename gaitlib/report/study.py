@@ -56,7 +56,7 @@ from gaitlib.report.records import (
     recorded,
     scorecard,
 )
-from gaitlib.report.runs import Run, RunSpec, ensure_run
+from gaitlib.runs.cache import Run, RunSpec, ensure_run
 
 __all__ = [
     # defined here

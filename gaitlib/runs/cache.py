@@ -29,8 +29,9 @@ import gaitlib
 from gaitlib.training.config import TrainConfig
 
 PACKAGE = Path(gaitlib.__file__).resolve().parent
-# Sources that cannot change a training or evaluation result: left out of the code version.
-NOT_IN_CODE_VERSION = ("report", "figures", "cli.py", "__main__.py")
+# Sources that cannot change a training or evaluation result (the pages, the runs layer that
+# schedules the runs, the command line): left out of the code version.
+NOT_IN_CODE_VERSION = ("report", "runs", "figures", "cli.py", "__main__.py")
 DATASETS = ("synthetic", "casia-b", "oumvlp")
 
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS
-from gaitlib.report.runs import RunSpec, resolve
+from gaitlib.runs.cache import RunSpec, resolve
 
 COLUMNS = ("model", "dataset", "options", "artifacts", "iterations", "batch", "frames",
            "resolution", "classes", "step_tflop", "step_seconds", "peak_memory_mb", "device",
@@ -407,7 +407,7 @@ def _in_child(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: Pa
             "workers": workers, "result": str(result)}))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
-        proc = subprocess.run([sys.executable, "-m", "gaitlib.report.dryrun", str(job)],
+        proc = subprocess.run([sys.executable, "-m", "gaitlib.runs.dryrun", str(job)],
                               capture_output=True, text=True, env=env)
         if result.is_file():
             return DryRunRow(**json.loads(result.read_text()))

@@ -5,9 +5,9 @@ to meet at the run's lock: one trained, the other waited, and a core stood idle.
 distinct runs first, in a pool of single-run processes ordered by estimated cost (longest first,
 so no long run starts last), keeps every worker busy; the notebooks then find every run in the
 cache and only evaluate, plot and record.  The cache, keys and results are those of
-:func:`gaitlib.report.runs.ensure_run`, so a run trained here equals one a notebook would train.
+:func:`gaitlib.runs.cache.ensure_run`, so a run trained here equals one a notebook would train.
 
-    python -m gaitlib.report.pretrain SPEC.json   # worker-process entry (one run)
+    python -m gaitlib.runs.pretrain SPEC.json   # worker-process entry (one run)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gaitlib.report.artifacts import ARTIFACTS
-from gaitlib.report.runs import RunSpec
+from gaitlib.runs.cache import RunSpec
 
 
 @dataclass
@@ -72,7 +72,7 @@ def step_cost(spec: RunSpec, data_root: str | os.PathLike = "data") -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gaitlib.report.runs import resolve
+    from gaitlib.runs.cache import resolve
     from gaitlib.training.trainer import build_model
 
     try:
@@ -88,7 +88,7 @@ def step_cost(spec: RunSpec, data_root: str | os.PathLike = "data") -> float:
 
 
 def _is_finished(spec: RunSpec, runs_dir: Path, data_root: Path) -> bool:
-    from gaitlib.report.runs import resolve, run_key
+    from gaitlib.runs.cache import resolve, run_key
     from gaitlib.training.rundir import is_finished
 
     config = resolve(spec, data_root)
@@ -107,7 +107,7 @@ def _train_in_subprocess(spec: RunSpec, device: str, env: dict[str, str], runs_d
         job = Path(tmp) / "run.json"
         job.write_text(json.dumps({"spec": spec.to_dict(), "device": device,
                                    "runs_dir": str(runs_dir), "data_root": str(data_root)}))
-        proc = subprocess.run([sys.executable, "-m", "gaitlib.report.pretrain", str(job)],
+        proc = subprocess.run([sys.executable, "-m", "gaitlib.runs.pretrain", str(job)],
                               env={**os.environ, **env}, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode == 0:
@@ -119,7 +119,7 @@ def _train_in_subprocess(spec: RunSpec, device: str, env: dict[str, str], runs_d
 def pretrain(specs: Sequence[RunSpec], workers: Sequence, runs_dir: str | os.PathLike = "runs",
              data_root: str | os.PathLike = "data") -> list[Trained]:
     """Train the unfinished ``specs`` in parallel, one process per worker slot
-    (:class:`gaitlib.report.workers.Worker`: its device and environment), costliest first.
+    (:class:`gaitlib.runs.pool.Worker`: its device and environment), costliest first.
     A failed run is reported and never stops the others (its notebook reports it again)."""
     import queue
 
@@ -171,7 +171,7 @@ def training_summary(trained: Sequence, wall: float) -> str:
 
 def _child(job_path: str) -> int:
     """Worker-process entry: train (or resume) one run in the cache."""
-    from gaitlib.report.runs import ensure_run
+    from gaitlib.runs.cache import ensure_run
 
     job = json.loads(Path(job_path).read_text())
     spec = RunSpec.from_dict(job["spec"])
