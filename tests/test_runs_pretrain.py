@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from gaitlib.report import study
 from gaitlib.report.artifacts import ARTIFACTS
-from gaitlib.runs.pretrain import planned_runs, pretrain, step_cost
 from gaitlib.runs.cache import RunSpec, ensure_run
 from gaitlib.runs.pool import Worker
+from gaitlib.runs.pretrain import planned_runs, pretrain, step_cost
 
 
 def _notebook_specs(artifact_id: str, data: str, seeds=()) -> set[RunSpec]:
