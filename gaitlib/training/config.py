@@ -122,8 +122,13 @@ class TrainConfig:
     # torch.compile mode for the training model ('' = eager): pays on GPUs for long runs; on the
     # CPU it added little (see bench/train.py) and its compile time dwarfs a cpu-profile run.
     compile: str = ""
-    sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP (not available with gloo on CPU)
+    # DDP: every BatchNorm normalises with the global batch's statistics (SyncBatchNorm on CUDA,
+    # gaitlib's all-reduce BatchNorm with gloo on the CPU).
+    sync_bn: bool = True
     checkpoint_every: int = 1000
+    # Also checkpoint by time: on the first log step this many minutes after the last checkpoint
+    # (0: off), so an interrupted days-long run loses at most that much.
+    checkpoint_minutes: float = 15.0
     keep_checkpoints: int = 2  # older periodic checkpoints are deleted; the last one always kept
     log_every: int = 10
     seed: int = 0
@@ -136,7 +141,7 @@ class TrainConfig:
 
 # Fields that do not change what a run computes: a resumed run may differ in these.
 NON_RESULT_KEYS = ("workers", "log_every", "keep_checkpoints", "eval.sequences_per_batch",
-                   "data.on_device", "compile")
+                   "data.on_device", "compile", "checkpoint_minutes")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -417,6 +422,9 @@ def validate(config: TrainConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
+    if not config.checkpoint_minutes >= 0:
+        raise ConfigError(f"checkpoint_minutes must be >= 0 (0: no checkpoints by time), got "
+                          f"{config.checkpoint_minutes}")
     if config.loss.triplet_weight < 0 or config.loss.ce_weight < 0:
         raise ConfigError("loss weights must be >= 0")
     if config.sampling.p < 2 and config.loss.triplet_weight > 0:
