@@ -255,13 +255,13 @@ def _plain(value):
 
 
 def runs_needed(artifact_id: str) -> list[tuple[str, str, dict]]:
-    """The distinct paper-scale runs of an artifact: ``(model, dataset, options)``."""
-    seen: dict[tuple[str, str, str], tuple[str, str, dict]] = {}
-    for row in artifact(artifact_id).rows:
-        dataset = "oumvlp" if row.shape == "oumvlp" else "casia-b"
-        seen.setdefault((row.model, dataset, _options_key(row.options)),
-                        (row.model, dataset, dict(row.options)))
-    return list(seen.values())
+    """The distinct paper-scale runs of an artifact (:func:`gaitlib.runs.plan.study_plan`):
+    ``(model, dataset, options)``."""
+    from gaitlib.runs.plan import study_plan
+
+    artifact(artifact_id)  # a ValueError naming the valid ids
+    return [(p.spec.model, p.spec.shape, p.spec.option_dict)
+            for p in study_plan([artifact_id], every_setting=True)]
 
 
 @dataclass

@@ -221,20 +221,27 @@ def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
     """The finished run of ``spec``: reused from the cache, resumed, or trained now.
 
     Safe to call for the same spec from several processes or threads at once: one trains, the
-    others wait for it and reuse its result.
+    others wait for it and reuse its result.  Under torchrun (``WORLD_SIZE`` > 1) every rank
+    calls it and the run trains with DDP into the same folder; the trainer's main rank holds
+    the run's lock.
     """
+    import contextlib
+
     from gaitlib.training.rundir import is_finished, run_lock
     from gaitlib.training.trainer import train
 
     config = resolve(spec, data_root, device, workers)
     run_dir = run_dir_of(config, runs_dir)
     start = time.perf_counter()
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
     # Notebooks run in parallel may ask for the same run: the second waits, then reuses it.
-    with run_lock(run_dir, wait=True):
+    with run_lock(run_dir, wait=True) if ranks == 1 else contextlib.nullcontext():
         reused = is_finished(run_dir)
         if not reused:
-            (run_dir.parent / f"{run_dir.name}.spec.json").write_text(
-                json.dumps(spec.to_dict(), indent=2, default=str) + "\n")
-            train(config, run_dir, progress=progress)
+            if int(os.environ.get("RANK", "0")) == 0:
+                run_dir.parent.mkdir(parents=True, exist_ok=True)
+                (run_dir.parent / f"{run_dir.name}.spec.json").write_text(
+                    json.dumps(spec.to_dict(), indent=2, default=str) + "\n")
+            train(config, run_dir, progress=progress, wait=True)
     evaluation = json.loads((run_dir / "eval.json").read_text())
     return Run(spec, config, run_dir, reused, time.perf_counter() - start, evaluation)
