@@ -4,8 +4,9 @@ its place in the schedule, checked before anything trains.
 **Memory.**  A run's peak on one GPU is the dry run's measurement (``book/results/
 paper-dry-run.csv``: ``torch.cuda.max_memory_allocated``) when the run is there at the
 precision it will train in; otherwise the fake-tensor estimate of :mod:`gaitlib.runs.memory`
-(calibrated against the measured rows), or a measured peak scaled by the estimates' ratio when
-only the precision differs.  On ``n`` GPUs (DDP, P/n subjects per GPU) a GPU holds the
+(calibrated against the measured rows), or a measured peak scaled by the model's bf16/fp32
+peak ratio measured by ``bench/device_check.py`` (``book/results/device_check.json``) when only
+the precision differs.  On ``n`` GPUs (DDP, P/n subjects per GPU) a GPU holds the
 replicated part (parameters, gradients, optimizer state, and under DDP its gradient buckets)
 and 1/n of the rest (the activations), plus :data:`CUDA_OVERHEAD_GIB` for the CUDA context,
 cuDNN workspaces and the caching allocator's slack.
@@ -17,9 +18,9 @@ wall-clock total.  A run that fits no allowed world size is refused before anyth
 
 **Hours.**  The dry run's projection (iterations x measured step time, on its device) at the
 run's precision (the recipe's; another precision scales it by that model's bf16/fp32 step-time
-ratio measured by ``bench/device_check.py``, ``book/results/device_check.json``); a run the dry
-run did not measure takes a measured run of the same model scaled by the FLOPs and iterations of
-the two (estimated); on ``n`` GPUs, the hours / (``n`` x :data:`SCALING`).
+ratio from the device check; fp16 is taken as bf16); a run the dry run did not measure takes a
+measured run of the same model scaled by the FLOPs and iterations of the two (estimated); on
+``n`` GPUs, the hours / (``n`` x :data:`SCALING`).
 
 **Schedule.**  Longest projected first; a run starts as soon as its GPUs are free and not
 before the run ahead of it (the pool of :mod:`gaitlib.runs.pretrain` runs them so), and the
@@ -101,24 +102,27 @@ def measured_rows(path: str | os.PathLike = DRY_RUN_CSV) -> dict[RunSpec, Measur
 
 
 @cache
-def _speedups(path: Path = DEVICE_CHECK) -> dict[str, float]:
-    """Per model: step time in fp32 / step time in bf16, from the device check's step section."""
+def _half_precision(path: Path = DEVICE_CHECK) -> dict[str, tuple[float, float]]:
+    """Per model, from the device check's step section: (peak memory in bf16 / in fp32, step
+    time in fp32 / in bf16), measured on one GPU at the model's paper batch."""
     if not path.is_file():
         return {}
-    steps = {}
-    for row in json.loads(path.read_text()).get("sections", {}).get("steps", {}).get("rows", []):
-        if "step_ms" in row:
-            steps[row["model"], row["variant"]] = row["step_ms"]
-    return {m: steps[m, "fp32"] / steps[m, "bf16"] for m, v in steps if v == "fp32"
-            and (m, "bf16") in steps}
+    steps = {(row["model"], row["variant"]): row for row in json.loads(path.read_text())
+             .get("sections", {}).get("steps", {}).get("rows", []) if "step_ms" in row}
+    return {m: (steps[m, "bf16"]["peak_gib"] / steps[m, "fp32"]["peak_gib"],
+                steps[m, "fp32"]["step_ms"] / steps[m, "bf16"]["step_ms"])
+            for m, v in steps if v == "fp32" and (m, "bf16") in steps}
 
 
-def _relative_speed(model: str, precision: str) -> float:
-    """How much faster a step of ``model`` runs in ``precision`` than in fp32 (fp16 taken as
-    bf16; 1 for fp32, NaN when not measured)."""
-    if precision == "fp32":
-        return 1.0
-    return _speedups().get(model, math.nan)
+def precision_factors(model: str, source: str, target: str) -> tuple[float, float]:
+    """(memory, speed) of ``model`` in ``target`` precision relative to ``source``: 1 within
+    fp32 or within the half precisions (fp16 taken as bf16), else the device check's measured
+    ratios (NaN when it has none for the model)."""
+    half = ("bf16", "fp16")
+    if (source in half) == (target in half):
+        return 1.0, 1.0
+    memory, speed = _half_precision().get(model, (math.nan, math.nan))
+    return (memory, speed) if target in half else (1 / memory, 1 / speed)
 
 
 @dataclass
@@ -215,16 +219,18 @@ def run_need(planned: PlannedRun, measured: dict[RunSpec, Measured],
     if found is not None and found.precision == precision:
         peak, memory_from = found.peak_gib, "measured"
     elif found is not None:
-        ratio = estimates(spec, precision)["peak_gib"] / estimates(spec, found.precision)["peak_gib"]
-        peak, memory_from = found.peak_gib * ratio, f"measured in {found.precision}, scaled"
+        memory = precision_factors(spec.model, found.precision, precision)[0]
+        if math.isnan(memory):
+            memory = estimates(spec, precision)["peak_gib"] / \
+                estimates(spec, found.precision)["peak_gib"]
+        peak, memory_from = found.peak_gib * memory, f"measured in {found.precision}, scaled"
     else:
         peak, memory_from = estimates(spec, precision)["peak_gib"], "estimated"
     fixed = _replicated(spec, config)
     if found is not None:
-        hours = found.hours * _relative_speed(spec.model, found.precision) / \
-            _relative_speed(spec.model, precision)
+        hours = found.hours / precision_factors(spec.model, found.precision, precision)[1]
         hours_from = "dry run" if found.precision == precision else \
-            f"dry run in {found.precision}, scaled by the bf16 speed-up"
+            f"dry run in {found.precision}, scaled"
     else:
         sibling = _sibling(spec, measured)
         if sibling is None:
@@ -233,8 +239,8 @@ def run_need(planned: PlannedRun, measured: dict[RunSpec, Measured],
             ref = measured[sibling]
             ratio = (estimates(spec, precision)["tflop"] * config.schedule.iterations) / \
                 (estimates(sibling, ref.precision)["tflop"] * ref.iterations)
-            hours = ref.hours * ratio * _relative_speed(spec.model, ref.precision) / \
-                _relative_speed(spec.model, precision)
+            hours = ref.hours * ratio / precision_factors(spec.model, ref.precision,
+                                                          precision)[1]
             hours_from = "estimated from FLOPs"
     return RunNeed(spec, planned.artifacts, precision, config.sampling.p, peak, fixed[0],
                    fixed[1], hours, memory_from, hours_from, hours)
@@ -403,13 +409,19 @@ def _refusal(refused: Sequence[RunNeed], devices: int, gpu_gib: float,
         if more:
             advice.append(f"{more[0]} GPUs of this size")
         if need.precision == "fp32":
-            bf16 = replace(need, peak_gib=need.peak_gib
-                           * estimates(need.spec, "bf16")["peak_gib"]
-                           / estimates(need.spec, "fp32")["peak_gib"])
-            fit = [n for n in widths if bf16.gib_per_gpu(n) <= gpu_gib]
-            advice.append(f"--precision bf16 ({bf16.gib_per_gpu(widths[-1]):.1f} GiB on "
-                          f"{widths[-1]}{', fits' if fit else ''})")
+            memory = precision_factors(need.spec.model, "fp32", "bf16")[0]
+            if math.isnan(memory):
+                memory = estimates(need.spec, "bf16")["peak_gib"] / \
+                    estimates(need.spec, "fp32")["peak_gib"]
+            bf16 = replace(need, peak_gib=need.peak_gib * memory)
+            fit = [n for n in need.widths(need.p) if bf16.gib_per_gpu(n) <= gpu_gib]
+            if fit:
+                advice.append(f"--precision bf16 ({bf16.gib_per_gpu(fit[0]):.1f} GiB on "
+                              f"{fit[0]} GPU{'s' if fit[0] > 1 else ''})")
         advice.append(f"cards of >= {math.ceil(need.gib_per_gpu(widths[-1]))} GiB")
+        widest = need.widths(need.p)[-1]
+        if widest > widths[-1] and not more:
+            advice.append(f"{widest} GPUs of >= {math.ceil(need.gib_per_gpu(widest))} GiB")
         lines.append(f"  {need.name()} [{' '.join(need.artifacts)}]: needs {at} GPU(s) "
                      f"(P={need.p} splits over {', '.join(map(str, need.widths(need.p)))}); "
                      f"would fit with: {'; or '.join(advice)}")
