@@ -215,7 +215,7 @@ def test_ensure_run_trains_a_shared_run_once(tmp_path, monkeypatch):
     make_store(tmp_path / "data" / "synthetic-smoke")
     calls = []
 
-    def slow_train(config, run_dir, progress=True):
+    def slow_train(config, run_dir, progress=True, **_):
         calls.append(run_dir)
         time.sleep(0.5)  # long enough for the other thread to reach the cache check meanwhile
         run_dir.mkdir(parents=True, exist_ok=True)
