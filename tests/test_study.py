@@ -278,7 +278,7 @@ def test_ensure_run_trains_once_then_reuses(tmp_path, data_root, monkeypatch):
 
     calls = []
 
-    def fake_train(config, run_dir, progress=True):
+    def fake_train(config, run_dir, progress=True, **_):
         calls.append(Path(run_dir))
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "eval.json").write_text(json.dumps({"mean": 42.0}))
