@@ -52,26 +52,24 @@ def _batch(config, per_rank: int = 1):
     return sils, torch.arange(s.p // per_rank).repeat_interleave(s.k)
 
 
-def _step_fn(model, config, device, wrapped=None):
+def _step_fn(config, device, classes: int, wrap=None):
+    """One training step of ``config`` on ``device`` as the trainer takes it (bench/train.py's
+    Stepper), synchronised; ``wrap(model)`` gives the module the step calls (DDP, compile)."""
     import torch
 
+    from bench.train import Stepper
     from gaitlib.training import precision
-    from gaitlib.training.distributed import DistInfo
-    from gaitlib.training.trainer import LossComposer, build_optimizer
 
-    net = wrapped if wrapped is not None else model
-    optimizer = build_optimizer(config, model)
-    losses = LossComposer(config.loss, DistInfo())
-    scaler = precision.grad_scaler(device, config.precision)
+    torch.manual_seed(0)
+    stepper = Stepper(config, classes)
+    stepper.model.to(device)  # in place: the optimizer keeps its parameters
+    stepper.autocast = lambda: precision.autocast(device, config.precision)
+    stepper.scaler = precision.grad_scaler(device, config.precision)
+    if wrap is not None:
+        stepper.net = wrap(stepper.model)
 
     def step(sils, labels) -> None:
-        with precision.autocast(device, config.precision):
-            out = net(sils)
-        loss, _ = losses(out, labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        stepper.step(sils, labels)
         if device.type == "cuda":
             torch.cuda.synchronize()
     return step
@@ -89,8 +87,6 @@ def section_levers(dry: bool, model_name: str = "gaitgl", rounds: int = 5):
 
         import torch
 
-        from gaitlib.training.trainer import build_model
-
         device = torch.device("cpu" if dry or not torch.cuda.is_available() else "cuda")
         base = _config(model_name, dry)
         base.precision = "fp32"
@@ -101,12 +97,10 @@ def section_levers(dry: bool, model_name: str = "gaitgl", rounds: int = 5):
         for name, change in variants.items():
             config = copy.deepcopy(base)
             config.precision = change.get("precision", "fp32")
-            torch.manual_seed(0)
-            model = build_model(config, _classes(config, dry)).to(device).train()
             # on the CPU dry run, dynamo's tracing without inductor's C++ build (the plumbing)
-            net = (torch.compile(model, backend="eager" if dry else "inductor")
-                   if change.get("compile") else model)
-            steppers[name] = (_step_fn(model, config, device, net), change)
+            wrap = (lambda m: torch.compile(m, backend="eager" if dry else "inductor")) \
+                if change.get("compile") else None
+            steppers[name] = (_step_fn(config, device, _classes(config, dry), wrap), change)
             torch.backends.cudnn.benchmark = bool(change.get("benchmark"))
             began = time.perf_counter()
             steppers[name][0](sils, labels)  # warm-up: compiles, autotunes
@@ -142,7 +136,6 @@ def section_ddp_one_gpu(dry: bool, model_name: str = "gaitgl", steps: int = 8):
         import torch.distributed as dist
 
         from gaitlib.training.distributed import synchronise_batchnorm
-        from gaitlib.training.trainer import build_model
 
         device = torch.device("cpu" if dry or not torch.cuda.is_available() else "cuda", 0)
         config = _config(model_name, dry)
@@ -153,16 +146,14 @@ def section_ddp_one_gpu(dry: bool, model_name: str = "gaitgl", steps: int = 8):
                                 world_size=1)
         try:
             out = {}
+            def ddp(model):  # what a wide run's rank trains (trainer.wrap_model)
+                return torch.nn.parallel.DistributedDataParallel(
+                    synchronise_batchnorm(model, device),
+                    device_ids=[0] if device.type == "cuda" else None, find_unused_parameters=True)
+
             for name in ("plain", "ddp"):
-                torch.manual_seed(0)
-                model = build_model(config, _classes(config, dry)).to(device).train()
-                wrapped = None
-                if name == "ddp":  # what a wide run's rank trains (trainer.wrap_model)
-                    wrapped = torch.nn.parallel.DistributedDataParallel(
-                        synchronise_batchnorm(model, device),
-                        device_ids=[0] if device.type == "cuda" else None,
-                        find_unused_parameters=True)
-                step = _step_fn(model, config, device, wrapped)
+                step = _step_fn(config, device, _classes(config, dry),
+                                ddp if name == "ddp" else None)
                 step(sils, labels)
                 times = []
                 for _ in range(steps):
@@ -182,13 +173,11 @@ import json, sys, time, torch
 sys.path.insert(0, {repo!r})
 sys.path.insert(0, {bench!r})
 from device_check_runs import _batch, _classes, _config, _step_fn
-from gaitlib.training.trainer import build_model
 dry = {dry}
 device = torch.device("cpu" if dry else "cuda")
 config = _config("gaitmm", dry, "oumvlp", variant="oumvlp")
 sils, labels = (t.to(device) for t in _batch(config))
-model = build_model(config, _classes(config, dry)).to(device).train()
-step = _step_fn(model, config, device)
+step = _step_fn(config, device, _classes(config, dry))
 times = []
 for _ in range(3):
     t = time.perf_counter(); step(sils, labels); times.append(time.perf_counter() - t)
@@ -218,8 +207,6 @@ def section_local3d_shards(dry: bool, widths: tuple[int, ...] = (2, 4, 8)):
     def run(box: float) -> dict:
         import torch
 
-        from gaitlib.training.trainer import build_model
-
         device = torch.device("cpu" if dry or not torch.cuda.is_available() else "cuda")
         rows, began = [], time.perf_counter()
         for label, shape, options in (("casia-b 128x88", "casia-b", {"resolution": 128}),
@@ -233,9 +220,7 @@ def section_local3d_shards(dry: bool, widths: tuple[int, ...] = (2, 4, 8)):
                     continue
                 try:
                     sils, labels = (t.to(device) for t in _batch(config, n))
-                    torch.manual_seed(0)
-                    model = build_model(config, _classes(config, dry)).to(device).train()
-                    step = _step_fn(model, config, device)
+                    step = _step_fn(config, device, _classes(config, dry))
                     if device.type == "cuda":
                         torch.cuda.reset_peak_memory_stats()
                     t = time.perf_counter()
@@ -248,7 +233,7 @@ def section_local3d_shards(dry: bool, widths: tuple[int, ...] = (2, 4, 8)):
                 except Exception as err:  # an out-of-memory shard is the answer, not a crash
                     row["error"] = f"{type(err).__name__}: {str(err)[:200]}"
                 finally:
-                    model = step = None
+                    step = None
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
                 rows.append(row)
