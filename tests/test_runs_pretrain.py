@@ -105,12 +105,13 @@ def test_a_wide_run_trains_with_ddp_into_the_same_cache_folder(tmp_path, capsys)
     assert trained_devices(run.run_dir) == ["cpu, 2 processes"]
     assert (tmp_path / "runs" / f"{run.run_dir.name}.log").is_file()
     out = capsys.readouterr().out
-    assert "started" in out and "on 2 GPUs" in out and "[1/1]" in out and "\r" not in out
+    assert "started gaitset[] seed 0 on w0+w1" in out and "[1/1]" in out and "\r" not in out
 
 
-def test_gaitlib_train_and_the_cache_share_a_run(tmp_path):
-    """`gaitlib train` writes into the cache folder, and a run it left unfinished (another
-    device setting, the store by its absolute path) is resumed by the cache, not refused."""
+def test_gaitlib_train_and_the_cache_share_a_run(tmp_path, capsys):
+    """A run `gaitlib train`-style settings left unfinished (device auto, the store by its
+    absolute path) is resumed by the cache, not refused; `gaitlib train` then finds that same
+    folder (finished: it refuses to replace it without --force)."""
     from gaitlib.cli import main
     from gaitlib.data.synthetic import generate
     from gaitlib.runs.cache import resolve, run_dir_of
@@ -119,14 +120,12 @@ def test_gaitlib_train_and_the_cache_share_a_run(tmp_path):
     store = tmp_path / "data" / "synthetic-smoke"
     generate(store, n_subjects=6, seed=1, workers=1, progress=False)
     spec = RunSpec.of("gaitpart", profile="smoke")
-    assert main(["train", "--model", "gaitpart", "--data", str(store), "--profile", "smoke",
-                 "--runs-dir", str(tmp_path / "runs"), "--no-progress", "device=cpu"]) == 0
-    assert ensure_run(spec, tmp_path / "runs", tmp_path / "data", progress=False).reused
-
-    other = RunSpec.of("gaitpart", profile="smoke", seed=3)
-    config = resolve(other, tmp_path / "data", device="auto")
+    config = resolve(spec, tmp_path / "data", device="auto")
     config.data.store = str(store.resolve())
     first = train(config, run_dir_of(config, tmp_path / "runs"), stop_after=2, progress=False)
     assert not first.finished
-    run = ensure_run(other, tmp_path / "runs", tmp_path / "data", device="cpu", progress=False)
+    run = ensure_run(spec, tmp_path / "runs", tmp_path / "data", device="cpu", progress=False)
     assert not run.reused and run.run_dir == first.run_dir and run.evaluation
+    assert main(["train", "--model", "gaitpart", "--data", str(store), "--profile", "smoke",
+                 "--runs-dir", str(tmp_path / "runs"), "--no-progress", "device=cpu"]) == 2
+    assert f"{run.run_dir} already holds a finished run" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def test_the_board_shows_each_run_and_the_time_left(tmp_path):
     queued = Placed(need, 1)
     stream = io.StringIO()
     board = Board(3, 2, [queued], interval=3600, stream=stream)
-    board.started("a", Active("gaitgl seed 0", run_dir, 14500, 1, 3.0, 0.0))
+    board.started("a", Active("gaitgl seed 0", run_dir, 14500, 1, 3.0, 0.0, "gpu3"))
     lines = board.lines()
     assert lines[0].strip() == "gaitgl seed 0: 7300/14500 (50.3%), 2.00 it/s, loss 0.2500, ETA 1h00m"
     # the queued 2-hour run starts on the free GPU at once: 2 h left overall
@@ -41,7 +41,7 @@ def test_the_board_shows_each_run_and_the_time_left(tmp_path):
     board.finished("a", "gaitgl seed 0: trained (2h)")
     text = stream.getvalue()
     assert "\r" not in text and "\x1b" not in text  # a log file gets plain lines
-    assert "started gaitgl seed 0 on 1 GPU" in text and "[1/3] gaitgl seed 0: trained" in text
+    assert "started gaitgl seed 0 on gpu3" in text and "[1/3] gaitgl seed 0: trained" in text
 
 
 def test_the_trainer_prints_lines_into_a_log_file():

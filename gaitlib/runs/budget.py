@@ -364,8 +364,13 @@ def make_plan(planned: Sequence[PlannedRun], devices: int, gpu_gib: float | None
         total = _widen(order, devices, gpu_gib, total)
     plan = Plan(order, devices, gpu_gib, precision)
     devices_seen = sorted({m.device for m in measured.values() if m.device})
-    plan.notes.append(f"hours: the dry run's projections on {', '.join(devices_seen) or 'its GPU'}"
-                      f" (training only); wide runs assumed {SCALING:.0%} efficient")
+    if any(math.isfinite(r.hours) for r in order):
+        plan.notes.append(f"hours: the dry run's projections on "
+                          f"{', '.join(devices_seen) or 'its GPU'} (training only); wide runs "
+                          f"assumed {SCALING:.0%} efficient")
+    else:
+        plan.notes.append("no projected hours (the dry run times the paper profile): runs go "
+                          "in order of estimated work, FLOPs x iterations")
     if gpu_gib is not None:
         from gaitlib.runs.memory import CALIBRATION_NOTE
 
@@ -457,15 +462,20 @@ def format_plan(plan: Plan) -> str:
         gib = _number(r.gib_per_gpu) if plan.gpu_gib is not None else "-"
         seed = f" seed={r.need.spec.seed}" if r.need.spec.seed else ""
         options = (r.need.spec.options_text() + seed).strip(";")[:38]
+        timed = math.isfinite(r.hours)
         lines.append(f"{r.need.spec.model:<8} {r.need.spec.shape:<7} {options or '-':<38} "
-                     f"{r.gpus:>4} {gib:>7} {_number(r.hours):>6} {_number(r.start):>6} "
-                     f"{_number(r.end):>6}  {r.need.memory_from}")
+                     f"{r.gpus:>4} {gib:>7} {_number(r.hours):>6} "
+                     f"{_number(r.start if timed else math.nan):>6} "
+                     f"{_number(r.end if timed else math.nan):>6}  "
+                     f"{r.need.memory_from if plan.gpu_gib is not None else ''}")
     where = (f"{plan.devices} GPU{'s' if plan.devices > 1 else ''} of {plan.gpu_gib:g} GiB"
              if plan.gpu_gib is not None else f"{plan.devices} CPU worker(s)")
     precisions = sorted({r.need.precision for r in plan.runs})
+    timed = any(math.isfinite(r.hours) for r in plan.runs)
     lines.append(f"{len(plan.runs)} runs on {where}, precision {plan.precision} "
-                 f"({', '.join(precisions) or '-'}): wall-clock {_number(plan.total_hours)} h, "
-                 f"{_number(plan.gpu_hours)} GPU-hours")
+                 f"({', '.join(precisions) or '-'})" + (
+                     f": wall-clock {_number(plan.total_hours)} h, {_number(plan.gpu_hours)} "
+                     "GPU-hours" if timed else ""))
     lines += [f"  {note}" for note in plan.notes]
     return "\n".join(lines)
 

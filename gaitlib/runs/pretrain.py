@@ -94,8 +94,7 @@ def pretrain(runs: Plan | Sequence[RunSpec], workers: Sequence,
         placed, run_dir, iterations = item
         spec = placed.need.spec
         board.started(run_dir.name, Active(describe(spec), run_dir, iterations, placed.gpus,
-                                           placed.hours, time.monotonic()),
-                      placed)
+                                           placed.hours, time.monotonic(), slot.name), placed)
         out = run_child("gaitlib.runs.pretrain",
                         {"spec": spec.to_dict(), "device": slot.device, "runs_dir": str(runs_dir),
                          "data_root": str(data_root)}, slot.env,

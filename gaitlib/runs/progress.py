@@ -30,6 +30,7 @@ class Active:
     gpus: int
     projected_hours: float
     began: float
+    where: str = ""  # the pool's workers it runs on
 
 
 def last_record(run_dir: Path) -> dict | None:
@@ -74,8 +75,7 @@ class Board:
             self.active[key] = active
             if placed in self.queued:
                 self.queued.remove(placed)
-            self._say(f"started {active.name} on {active.gpus} "
-                      f"{'GPU' if active.gpus == 1 else 'GPUs'}")
+            self._say(f"started {active.name} on {active.where or active.gpus}")
 
     def finished(self, key: str, line: str) -> None:
         with self.lock:
