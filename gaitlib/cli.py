@@ -375,9 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "Order: synthetic-data, the artifacts, then " + FINAL + " (it reads the others'\n"
                     "results). Status: ok; failed; skipped (the artifact needs another dataset);\n"
                     "missing (no notebook yet). Training runs are cached in --runs-dir and shared\n"
-                    "between artifacts; an interrupted run resumes where it stopped. With\n"
-                    "several workers (--jobs, --gpus) every run the selected notebooks need is\n"
-                    "trained first, costliest first, then the notebooks execute; a page made\n"
+                    "between artifacts; an interrupted run resumes where it stopped. On GPUs\n"
+                    "(--gpus) or several CPU workers (--jobs) every run the selected notebooks\n"
+                    "need is planned (printed: GPUs, memory per GPU, hours, schedule; a run\n"
+                    "that fits no card stops everything first; see --plan) and trained first,\n"
+                    "longest first, wide runs with DDP, then the notebooks execute; a page made\n"
                     "with real data or more seeds is kept over a cheaper rebuild.\n"
                     "Exit code: 0, 1 when a notebook failed, 2 on bad input or a failed book build.",
         epilog="examples:\n"
@@ -386,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  gaitlib reproduce --only cstl-t3,cstl-t5 --no-build\n"
                "  gaitlib reproduce --profile paper --data casia-b --data-root /data --gpus 0,1,2,3\n"
                "  gaitlib reproduce --profile paper --data casia-b --dry-run  # cost of every run\n"
+               "  gaitlib reproduce --profile paper --data casia-b --plan --gpus 0,1,2,3 "
+               "--gpu-memory 40\n"
                "\nreal data is imported once beforehand, e.g.\n"
                "  gaitlib data import casia-b SRC --out /data/casia-b")
     rep.add_argument("--profile", choices=PROFILES, default="cpu",

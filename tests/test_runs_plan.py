@@ -170,3 +170,25 @@ def test_a_lean_3d_local_fits_four_40_gib_cards(runs_dir, tmp_path):
     with pytest.raises(PlanError):  # today's memory
         make_plan(study_plan(["local3d-t1"], "paper", "casia-b"), 4, 40.0,
                   estimates=Estimates(runs_dir / ESTIMATES_FILE))
+
+
+def test_precision_is_a_choice_for_the_paper_runs_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from gaitlib.report.study import trained_on
+    from gaitlib.runs.cache import PRECISION_ENV, resolve
+
+    spec = RunSpec.of("cstl", data="casia-b", profile="paper")
+    assert resolve(spec).precision == "fp32"  # the recipe's, no silent change
+    assert resolve(RunSpec.of("cstl", data="casia-b", profile="paper", precision="bf16")) \
+        .precision == "bf16"
+    monkeypatch.setenv(PRECISION_ENV, "bf16")  # what reproduce --precision hands its notebooks
+    config = resolve(spec)
+    assert config.precision == "bf16"
+    with pytest.raises(ValueError, match="applies to the paper profile"):
+        resolve(RunSpec.of("cstl", profile="cpu"))
+    run = SimpleNamespace(spec=spec, config=config, devices=lambda: ["cuda:0 (H100)"])
+    assert "1 in bf16 (recipe: fp32)" in trained_on({"CSTL": run})
+    monkeypatch.delenv(PRECISION_ENV)
+    run.config = resolve(spec)
+    assert "precision" not in trained_on({"CSTL": run})
