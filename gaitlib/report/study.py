@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gaitlib.report.artifacts import Artifact, Row
+from gaitlib.report.artifacts import Artifact, Row, artifact
 from gaitlib.report.compare import (
     PAPERS,
     ablation,
@@ -107,10 +107,12 @@ def runs_for(artifact_id: str, profile: str = "cpu", data: str = "synthetic",
     OU-MVLP-shaped data (the synthetic OU-MVLP store for ``data='synthetic'``, the imported
     OU-MVLP store for ``data='oumvlp'``); data that cannot produce an artifact is a ValueError.
     """
+    specs = artifact_runs(artifact_id, profile, data, seed)
     runs: dict[str, Run] = {}
-    for key, spec in artifact_runs(artifact_id, profile, data, seed).items():
-        print(f"{key}: {spec.model} {spec.option_dict or ''}", flush=True)
-        runs[key] = run = ensure_run(spec, runs_dir, data_root, device, progress=progress)
+    for row in artifact(artifact_id).rows:
+        print(f"{row.key()}: {row.model} {row.options or ''}", flush=True)
+        runs[row.key()] = run = ensure_run(specs[row.key()], runs_dir, data_root, device,
+                                           progress=progress)
         # Reused or trained now, and how long it took, differ between builds: not printed into
         # the page (the status table of `gaitlib reproduce` has the times).
         print(f"  {run.run_dir} (trained on {', '.join(run.devices()) or 'an unrecorded device'})",
