@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
-from gaitlib.runs.cache import RunSpec, resolve
+from gaitlib.runs.cache import RunSpec, code_version, resolve
 from gaitlib.runs.plan import PlannedRun, study_plan
 
 CUDA_OVERHEAD_GIB = 1.5
@@ -174,25 +174,34 @@ class Estimates:
                 self.known = {}
 
     def __call__(self, spec: RunSpec, precision: str) -> dict:
-        from gaitlib.runs.cache import code_version
+        from gaitlib.runs import memory
 
         spec = replace(spec, data=spec.shape, seed=0, precision="")
-        key = json.dumps([spec.to_dict(), precision, code_version()], sort_keys=True)
+        key = json.dumps([spec.to_dict(), precision, code_version(), _estimator_version()],
+                         sort_keys=True)
         if key not in self.known:
-            from gaitlib.runs.memory import GIB, estimate
-
             config = resolve(spec)
             config.precision = precision
-            est = estimate(config)
-            self.known[key] = {"peak_gib": est.peak_gib, "replicated_gib":
-                               est.replicated_bytes / GIB, "parameter_gib":
-                               est.parameter_bytes / GIB, "tflop": est.flops / 1e12}
+            est = memory.estimate(config)
+            self.known[key] = {"raw_peak_gib": est.peak_bytes / memory.GIB,
+                               "tflop": est.flops / 1e12}
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
                 tmp.write_text(json.dumps(self.known, indent=1))
                 os.replace(tmp, self.path)
-        return self.known[key]
+        known = self.known[key]
+        return {"peak_gib": memory.CALIBRATION * known["raw_peak_gib"], "tflop": known["tflop"]}
+
+
+@cache
+def _estimator_version() -> str:
+    """A hash of the estimator's source: a cached estimate made by another version is redone."""
+    import hashlib
+
+    from gaitlib.runs import memory
+
+    return hashlib.sha256(Path(memory.__file__).read_bytes()).hexdigest()[:12]
 
 
 def _sibling(spec: RunSpec, measured: dict[RunSpec, Measured]) -> RunSpec | None:
@@ -211,7 +220,7 @@ def run_need(planned: PlannedRun, measured: dict[RunSpec, Measured],
     precision = config.precision
     if spec.profile != "paper":  # the dry run measured the paper runs: order by work alone
         est = estimates(spec, precision)
-        fixed = _replicated(spec, config)
+        fixed = _replicated(config)
         return RunNeed(spec, planned.artifacts, precision, config.sampling.p, est["peak_gib"],
                        fixed[0], fixed[1], math.nan, "estimated", "not measured",
                        est["tflop"] * config.schedule.iterations)
@@ -226,7 +235,7 @@ def run_need(planned: PlannedRun, measured: dict[RunSpec, Measured],
         peak, memory_from = found.peak_gib * memory, f"measured in {found.precision}, scaled"
     else:
         peak, memory_from = estimates(spec, precision)["peak_gib"], "estimated"
-    fixed = _replicated(spec, config)
+    fixed = _replicated(config)
     if found is not None:
         hours = found.hours / precision_factors(spec.model, found.precision, precision)[1]
         hours_from = "dry run" if found.precision == precision else \
@@ -246,7 +255,7 @@ def run_need(planned: PlannedRun, measured: dict[RunSpec, Measured],
                    fixed[1], hours, memory_from, hours_from, hours)
 
 
-def _replicated(spec: RunSpec, config) -> tuple[float, float]:
+def _replicated(config) -> tuple[float, float]:
     """(parameters + gradients + optimizer state, parameters) in GiB, from a meta-device build."""
     model = {"name": config.model.name, "options": config.model.options}
     return _replicated_of(json.dumps(model, sort_keys=True, default=list), config.optimizer.name)

@@ -43,17 +43,14 @@ CALIBRATION_NOTE = ("fake-tensor estimate x 1.068, the median measured/estimated
 
 @dataclass(frozen=True)
 class Estimate:
-    """One rank's training step: peak bytes of live tensors, the bytes that every rank holds
-    whatever the world size (parameters, gradients, optimizer state) and FLOPs (forward and
-    backward)."""
+    """One training step: the peak bytes of live tensors and the FLOPs (forward and backward)."""
 
     peak_bytes: int
-    replicated_bytes: int
-    parameter_bytes: int
     flops: int
 
     @property
     def peak_gib(self) -> float:
+        """The peak, calibrated against the measured rows (:data:`CALIBRATION`)."""
         return CALIBRATION * self.peak_bytes / GIB
 
 
@@ -67,19 +64,17 @@ def paper_classes(config: TrainConfig) -> int:
     return len(split_for(config.data.split or "casia-b-lt").train)
 
 
-def estimate(config: TrainConfig, world_size: int = 1) -> Estimate:
-    """Trace two training steps of ``config`` on fake tensors for one of ``world_size`` ranks
-    (P / world_size subjects of the batch); see the module note."""
+def estimate(config: TrainConfig) -> Estimate:
+    """Trace two training steps of ``config`` on fake tensors, one process with the whole batch
+    (see the module note)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
     from gaitlib.training import precision
     from gaitlib.training.trainer import build_model, build_optimizer
 
-    if config.sampling.p % world_size:
-        raise ValueError(f"P={config.sampling.p} does not split over {world_size} ranks")
     height = config.data.resolution or int(config.model.options.get("resolution", 64))
-    batch = config.sampling.p // world_size * config.sampling.k
+    batch = config.sampling.p * config.sampling.k
     tracker = _LiveBytes()
     with FakeTensorMode(allow_non_fake_inputs=False):
         torch.manual_seed(config.seed)
@@ -90,21 +85,17 @@ def estimate(config: TrainConfig, world_size: int = 1) -> Estimate:
             tracker.add(tensor)
         counter = FlopCounterMode(display=False)
         with tracker:
-            for step in range(2):
-                with precision.autocast("cpu", config.precision), \
-                        (counter if step == 0 else contextlib.nullcontext()):
-                    out = model(frames)
-                    loss = sum(v.float().sum() for v in out.values()
-                               if isinstance(v, torch.Tensor) and v.is_floating_point())
+            for step in range(2):  # FLOPs of the first: forward and backward
                 with counter if step == 0 else contextlib.nullcontext():
+                    with precision.autocast("cpu", config.precision):
+                        out = model(frames)
+                        loss = sum(v.float().sum() for v in out.values()
+                                   if isinstance(v, torch.Tensor) and v.is_floating_point())
                     loss.backward()
                 del out, loss
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-        params = sum(p.numel() * p.element_size() for p in model.parameters())
-        state = sum(t.numel() * t.element_size() for s in optimizer.state.values()
-                    for t in s.values() if isinstance(t, torch.Tensor) and t.dim() > 0)
-    return Estimate(tracker.peak, 2 * params + state, params, int(counter.get_total_flops()))
+    return Estimate(tracker.peak, int(counter.get_total_flops()))
 
 
 class _LiveBytes(TorchDispatchMode):
