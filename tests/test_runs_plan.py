@@ -143,33 +143,16 @@ def test_one_16_gib_card_refuses_the_runs_that_cannot_fit(runs_dir, capsys):
     assert "nothing was started" in err
 
 
-def test_a_lean_3d_local_fits_four_40_gib_cards(runs_dir, tmp_path):
+def test_a_lean_3d_local_fits_four_40_gib_cards(runs_dir):
     """With 3D Local needing a fifth of today's memory, every CASIA-B run fits under 40 GiB."""
-    from gaitlib.runs.budget import DRY_RUN_CSV, ESTIMATES_FILE, Estimates
+    from gaitlib.runs.budget import ESTIMATES_FILE, Estimates
 
-    lean = tmp_path / "dry.csv"
-    rows = list(csv.DictReader(DRY_RUN_CSV.open()))
-    for row in rows:
-        if row["model"] == "local3d" and row["status"] == "ok":
-            row["peak_memory_mb"] = str(float(row["peak_memory_mb"]) / 5)
-    with lean.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-    class Lean(Estimates):
-        def __call__(self, spec, precision):
-            est = dict(super().__call__(spec, precision))
-            if spec.model == "local3d":
-                est["peak_gib"] /= 5
-            return est
-
-    plan = make_plan(study_plan(None, "paper", "casia-b"), 4, 40.0, lean,
-                     estimates=Lean(runs_dir / ESTIMATES_FILE))
+    estimates = Estimates(runs_dir / ESTIMATES_FILE)
+    plan = make_plan(study_plan(None, "paper", "casia-b"), 4, 40.0, estimates=estimates,
+                     memory_scale={"local3d": 0.2})
     assert len(plan.runs) == 34 and all(r.gib_per_gpu <= 40 for r in plan.runs)
     with pytest.raises(PlanError):  # today's memory
-        make_plan(study_plan(["local3d-t1"], "paper", "casia-b"), 4, 40.0,
-                  estimates=Estimates(runs_dir / ESTIMATES_FILE))
+        make_plan(study_plan(["local3d-t1"], "paper", "casia-b"), 4, 40.0, estimates=estimates)
 
 
 def test_precision_is_a_choice_for_the_paper_runs_only(monkeypatch):

@@ -349,12 +349,20 @@ class Plan:
 
 def make_plan(planned: Sequence[PlannedRun], devices: int, gpu_gib: float | None,
               dry_run_csv: str | os.PathLike = DRY_RUN_CSV, precision: str = "recipe",
-              estimates: Estimates | None = None) -> Plan:
+              estimates: Estimates | None = None,
+              memory_scale: dict[str, float] | None = None) -> Plan:
     """Place ``planned`` on ``devices`` GPUs of ``gpu_gib`` GiB (``None``: CPU workers, one run
-    each, memory not checked); :class:`PlanError` when a run fits no allowed world size."""
+    each, memory not checked); :class:`PlanError` when a run fits no allowed world size.
+    ``memory_scale``: model -> factor on its runs' peaks, to plan for a leaner version of a
+    model before it is measured (``bench/plan_totals.py``)."""
     estimates = estimates or Estimates()
     measured = measured_rows(dry_run_csv)
     needs = [run_need(p, measured, estimates) for p in planned]
+    for need in needs:
+        factor = (memory_scale or {}).get(need.spec.model)
+        if factor is not None:
+            need.peak_gib *= factor
+            need.memory_from += f" x {factor:g}"
     placed, refused = [], []
     for need in needs:
         if gpu_gib is None:
