@@ -19,7 +19,9 @@ time box, and a section is skipped when the whole budget is spent):
    ``recompute=True`` at 128x88: time per step and peak GPU memory of each.
 4. ``oumvlp_eval``: ``gaitlib.evaluation.evaluate`` on OU-MVLP-sized random features (5154 test
    subjects x 2 sequences x 14 views) on the GPU.
-5. ``gaitgl_casia``: the real CASIA-B copy (``.realdata/casia-b-bin64/*.npz.xz``, carried with
+5. ``levers``, ``ddp_one_gpu``, ``gaitmm_oumvlp``, ``local3d_shards``: what the plan of
+   ``gaitlib reproduce --plan`` rests on (see ``bench/device_check_runs.py``).
+6. ``gaitgl_casia``: the real CASIA-B copy (``.realdata/casia-b-bin64/*.npz.xz``, carried with
    the working tree) turned into a gaitlib store directly (no pkl tree), GaitGL trained with its
    paper recipe (bf16, channels-last, batches drawn on the GPU) for a wall-clock budget, then
    evaluated on the 50 test subjects: the rank-1 table. The number of iterations is set from
@@ -426,6 +428,9 @@ def main() -> None:
         ("gaitgl_casia", section_gaitgl(dry, Path(args.data), args.train_seconds),
          args.train_seconds + 120),
     ]
+    from bench.device_check_runs import sections as runs_sections
+
+    sections += runs_sections(dry)  # sizing the study for a GPU box (gaitlib reproduce --plan)
     for name, fn, needs in sections:
         if name not in skip:
             check.run(name, fn, needs=needs)

@@ -36,7 +36,7 @@ def measure(model: str, data: str, data_root: str, runs_dir: str, scales: list[t
     from gaitlib.data.store import Store
     from gaitlib.evaluation import evaluate, protocol_for
     from gaitlib.evaluation.extract import extract_features
-    from gaitlib.report.runs import RunSpec, ensure_run
+    from gaitlib.runs.cache import RunSpec, ensure_run
     from gaitlib.training.trainer import resolve_subjects
 
     torch.set_num_threads(threads)

@@ -1,6 +1,6 @@
 """The book's CPU workers' malloc settings against glibc's defaults, per model.
 
-``gaitlib reproduce`` starts its CPU workers with ``gaitlib.report.workers.CPU_MALLOC`` (blocks
+``gaitlib reproduce`` starts its CPU workers with ``gaitlib.runs.pool.CPU_MALLOC`` (blocks
 up to 32 MB stay on the heap, the heap is never trimmed), because with glibc's defaults every
 training step faults its activations' pages in again.  For every model this runs its cpu-profile
 training step (``bench/train.py``'s ``Stepper``, one thread) in two fresh processes, one with the
@@ -55,7 +55,7 @@ def _one(model: str, steps: int) -> dict:
 
 def _run(model: str, steps: int, tuned: bool) -> dict:
     sys.path.insert(0, str(REPO))
-    from gaitlib.report.workers import CPU_MALLOC
+    from gaitlib.runs.pool import CPU_MALLOC
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update({"OMP_NUM_THREADS": "1", **(CPU_MALLOC if tuned else {})})

@@ -1,7 +1,7 @@
 """Does the cpu profile's fast setting keep the accuracy? One cpu-profile run per model in fp32
 eager and one in the profile's default setting (or ``--variant``), same seed, same store.
 
-Each pair is the book's run of that model (``gaitlib.report.runs.resolve``: the cpu recipe on the
+Each pair is the book's run of that model (``gaitlib.runs.cache.resolve``: the cpu recipe on the
 synthetic store under ``--data-root``), trained in a temporary folder, once with
 ``precision=fp32 channels_last=false`` and once as the recipe says. Prints per model and row
 (NM/BG/CL) the two mean rank-1 accuracies, the fp32 run's 95% bootstrap CI, and whether the fast
@@ -28,7 +28,7 @@ from bench.train import MODELS  # noqa: E402
 
 
 def run_pair(model: str, data_root: str, seed: int, variant: list[str], tmp: Path) -> dict:
-    from gaitlib.report.runs import RunSpec, resolve
+    from gaitlib.runs.cache import RunSpec, resolve
     from gaitlib.training import apply_overrides, train
 
     out = {}

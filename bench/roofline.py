@@ -48,7 +48,7 @@ def step_rate(model_name: str, steps: int) -> dict:
     import torch
     from train import Stepper, cpu_batch
 
-    from gaitlib.report.dryrun import step_tflop
+    from gaitlib.runs.dryrun import step_tflop
     from gaitlib.training import recipe
 
     config = recipe(model_name, "cpu")

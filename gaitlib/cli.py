@@ -87,8 +87,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from gaitlib.report.reproduce import reproduce
 
+    if args.gpu_memory is not None and not args.gpus:
+        raise ValueError("--gpu-memory GIB plans for GPUs: give their ids with --gpus, e.g. "
+                         "--gpus 0,1,2,3 --gpu-memory 40")
+    if args.plan:
+        return _plan(args)
     if args.dry_run:
-        from gaitlib.report.dryrun import default_csv, dry_run
+        from gaitlib.runs.dryrun import default_csv, dry_run
 
         out = args.dry_run_csv or default_csv(args.profile, args.runs_dir)
         rows = dry_run(profile=args.profile, data=args.data, data_root=args.data_root,
@@ -102,9 +107,33 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                      only=args.only, seed=args.seed, build=not args.no_build,
                      runs_dir=args.runs_dir, gpus=args.gpus, jobs=args.jobs,
                      extra_seeds=list(args.extra_seeds),
-                     allow_dirty=args.allow_dirty)
+                     allow_dirty=args.allow_dirty, precision=args.precision,
+                     gpu_gib=args.gpu_memory)
     # 'skipped' (needs other data) and 'missing' (notebook not written yet) are not failures.
     return 1 if any(r.status == "failed" for r in runs) else 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """``gaitlib reproduce --plan``: print the plan (no store, no GPU needed with --gpu-memory)."""
+    from gaitlib.report.reproduce import select
+    from gaitlib.runs.budget import format_plan, plan_csv, study_budget
+    from gaitlib.runs.pool import check_gpus, cpu_workers, gpu_memory_gib
+
+    gib = args.gpu_memory
+    if args.gpus and gib is None:
+        try:
+            check_gpus(args.gpus)
+        except ValueError as err:
+            raise ValueError(f"{err}; to plan for cards that are not here, give their memory: "
+                             f"--gpu-memory GIB") from None
+        gib = gpu_memory_gib(args.gpus)
+    devices = len(args.gpus) if args.gpus else len(cpu_workers(args.jobs))
+    plan = study_budget(select(args.only), args.profile, args.data, args.seed,
+                        [int(x) for x in args.extra_seeds], args.precision, devices,
+                        gib if args.gpus else None, args.runs_dir)
+    print(plan_csv(plan) if args.format == "csv" else format_plan(plan), end="\n"
+          if args.format != "csv" else "")
+    return 0
 
 
 def _gpu_list(text: str) -> tuple[str, ...]:
@@ -141,6 +170,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
     from gaitlib.data.store import Store
+    from gaitlib.runs.cache import run_dir_of
     from gaitlib.training import apply_overrides, recipe, train
     from gaitlib.training.distributed import init, shutdown
 
@@ -151,7 +181,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.show_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    out = args.out or Path("runs") / f"{args.model}-{store.name}-{args.profile}-seed{config.seed}"
+    out = args.out or run_dir_of(config, args.runs_dir)
     info = init(config.device)
     try:  # a bad checkpoint, a diverged loss, a locked --out: one line (see main)
         result = train(config, out, force=args.force, progress=not args.no_progress, info=info,
@@ -257,7 +287,11 @@ def _add_train_parsers(commands) -> None:
                        help="scale: smoke (seconds), cpu (default; minutes on a laptop), paper "
                             "(the papers' recipes)")
     train.add_argument("--out", type=Path, default=None,
-                       help="run directory (default runs/MODEL-STORE-PROFILE-seedN)")
+                       help="run directory (default: the run's folder in the cache that "
+                            "`gaitlib reproduce` reads, RUNS_DIR/MODEL-KEY, KEY a hash of what "
+                            "determines the result; whatever the number of processes)")
+    train.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                       help="the run cache (default runs)")
     train.add_argument("--force", action="store_true",
                        help="replace a finished run (or one with another config) in --out")
     train.add_argument("--show-config", action="store_true",
@@ -356,9 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "Order: synthetic-data, the artifacts, then " + FINAL + " (it reads the others'\n"
                     "results). Status: ok; failed; skipped (the artifact needs another dataset);\n"
                     "missing (no notebook yet). Training runs are cached in --runs-dir and shared\n"
-                    "between artifacts; an interrupted run resumes where it stopped. With\n"
-                    "several workers (--jobs, --gpus) every run the selected notebooks need is\n"
-                    "trained first, costliest first, then the notebooks execute; a page made\n"
+                    "between artifacts; an interrupted run resumes where it stopped. On GPUs\n"
+                    "(--gpus) or several CPU workers (--jobs) every run the selected notebooks\n"
+                    "need is planned (printed: GPUs, memory per GPU, hours, schedule; a run\n"
+                    "that fits no card stops everything first; see --plan) and trained first,\n"
+                    "longest first, wide runs with DDP, then the notebooks execute; a page made\n"
                     "with real data or more seeds is kept over a cheaper rebuild.\n"
                     "Exit code: 0, 1 when a notebook failed, 2 on bad input or a failed book build.",
         epilog="examples:\n"
@@ -367,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  gaitlib reproduce --only cstl-t3,cstl-t5 --no-build\n"
                "  gaitlib reproduce --profile paper --data casia-b --data-root /data --gpus 0,1,2,3\n"
                "  gaitlib reproduce --profile paper --data casia-b --dry-run  # cost of every run\n"
+               "  gaitlib reproduce --profile paper --data casia-b --plan --gpus 0,1,2,3 "
+               "--gpu-memory 40\n"
                "\nreal data is imported once beforehand, e.g.\n"
                "  gaitlib data import casia-b SRC --out /data/casia-b")
     rep.add_argument("--profile", choices=PROFILES, default="cpu",
@@ -410,6 +448,21 @@ def build_parser() -> argparse.ArgumentParser:
                           "first is a warm-up, the rest are timed)")
     rep.add_argument("--dry-run-csv", type=Path, default=None, metavar="PATH",
                      help="--dry-run: where to write the CSV")
+    rep.add_argument("--plan", action="store_true",
+                     help="print the plan and exit: every run with its GPUs (world size), peak "
+                          "memory per GPU, projected hours, start and end hour in the schedule, "
+                          "then the wall-clock total (needs no store; every reproduce on GPUs "
+                          "prints it first and refuses runs that fit no card)")
+    rep.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
+                     help="with --gpus: plan for cards of GIB GiB (default: the GPUs' own "
+                          "memory), e.g. --gpus 0,1,2,3 --gpu-memory 40 on a laptop")
+    rep.add_argument("--format", choices=("text", "csv"), default="text",
+                     help="--plan: a table (default) or CSV (model,dataset,options,gpus,"
+                          "gib_per_gpu,hours,start_hour,end_hour,precision,memory,artifacts)")
+    rep.add_argument("--precision", choices=("recipe", "bf16", "fp16", "fp32"), default="recipe",
+                     help="training arithmetic of the paper runs: recipe (default: each recipe's "
+                          "own, fp32 or OpenGait's fp16), or one for all, e.g. bf16 to trade the "
+                          "papers' fp32 for memory and speed; the plan and the pages say which")
     rep.set_defaults(func=_cmd_reproduce)
     return parser
 

@@ -1,14 +1,14 @@
 """DDP on CPU with gloo: two ranks make the same update as one process on the same global batch,
 and evaluation features gathered from two ranks' shards equal one process's.
 
-The model is a tiny GaitSet, which has no BatchNorm: with BatchNorm each rank would normalise
-with its own shard's statistics (gloo on CPU has no SyncBatchNorm), a genuinely different
-computation. The triplet loss is batch-all over the *global* batch on both sides: the ranks
-all-gather their embeddings (``loss.gather=true``, see gaitlib.training.trainer), so the
-comparison is against exactly the single-process loss. With ``loss.gather=false`` each rank only
-sees triplets within its half of the subjects, and the parameters must then differ (shown too, so
-the equality is not vacuous). Optimizer: SGD, whose update is linear in the gradient, so the
-comparison tolerance reflects only float summation order (gradients are all-reduced).
+The model is a tiny GaitSet, which has no BatchNorm (tests/test_ddp.py checks every model, with
+their BatchNorms synchronised, step by step). The triplet loss is batch-all over the *global*
+batch on both sides: the ranks all-gather their embeddings (``loss.gather=true``, see
+gaitlib.training.trainer), so the comparison is against exactly the single-process loss. With
+``loss.gather=false`` each rank only sees triplets within its half of the subjects, and the
+parameters must then differ (shown too, so the equality is not vacuous). Optimizer: SGD, whose
+update is linear in the gradient, so the comparison tolerance reflects only float summation
+order (gradients are all-reduced).
 """
 
 from __future__ import annotations

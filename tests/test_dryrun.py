@@ -9,8 +9,8 @@ import pytest
 
 from gaitlib.cli import main
 from gaitlib.report.artifacts import ARTIFACTS
-from gaitlib.report.dryrun import COLUMNS, OUMVLP_CLASSES, paper_classes, study_runs
 from gaitlib.report.results import DirtyTreeError, git_commit, require_clean
+from gaitlib.runs.dryrun import COLUMNS, OUMVLP_CLASSES, paper_classes, study_runs
 from gaitlib.training import recipe
 
 
@@ -91,7 +91,7 @@ def test_cost_page_totals_and_the_gpu_measurement_hook(tmp_path):
     import json
 
     from gaitlib.report.cost import GPU_EFFECTIVE_TFLOPS, render, write_page
-    from gaitlib.report.dryrun import DryRunRow, write_csv
+    from gaitlib.runs.dryrun import DryRunRow, write_csv
 
     rows = [DryRunRow("gaitmm", "casia-b", "", "gaitmm-t1 gaitmm-t3", 1000, 64, 30, 64, 74,
                       step_tflop=2.0, step_seconds=36.0, peak_memory_mb=900.0, device="cpu (1 threads)",
@@ -122,7 +122,7 @@ def test_a_128_run_on_a_64_store_gets_an_upsampled_copy(tmp_path):
     import numpy as np
 
     from gaitlib.data.store import Store
-    from gaitlib.report.dryrun import _enlarged_store
+    from gaitlib.runs.dryrun import _enlarged_store
     from tests.conftest import make_store
 
     store = make_store(tmp_path / "casia", subjects=("001", "002", "003", "075", "076"),
@@ -158,7 +158,7 @@ def test_reproduce_into_the_repositorys_book_refuses_a_dirty_tree(tmp_path, monk
 
 def test_cost_page_of_a_dry_run_measured_on_a_gpu(tmp_path):
     from gaitlib.report.cost import cpu_throughput, render
-    from gaitlib.report.dryrun import DryRunRow, write_csv
+    from gaitlib.runs.dryrun import DryRunRow, write_csv
 
     rows = [DryRunRow("cstl", "casia-b", "", "cstl-t1 cstl-t3", 1000, 64, 30, 64, 74,
                       step_tflop=3.0, step_seconds=0.36, peak_memory_mb=7000.0, device="NVIDIA H200",

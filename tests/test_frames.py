@@ -122,7 +122,7 @@ def test_publishing_refuses_a_real_data_page_with_an_undeclared_image(tmp_path):
 
 def test_pages_on_real_data_draw_the_synthetic_walker(tmp_path):
     from gaitlib.report import study
-    from gaitlib.report.runs import Run, RunSpec
+    from gaitlib.runs.cache import Run, RunSpec
     from gaitlib.training.config import TrainConfig
 
     def run_on(store) -> Run:

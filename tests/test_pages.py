@@ -13,7 +13,7 @@ import pytest
 from gaitlib.report import study
 from gaitlib.report.parameters import ParameterError, check_parameters
 from gaitlib.report.reproduce import NOTEBOOKS, REPO
-from gaitlib.report.runs import Run, RunSpec
+from gaitlib.runs.cache import Run, RunSpec
 from gaitlib.training.config import TrainConfig
 from gaitlib.training.rundir import trained_devices, write_environment
 from tests.conftest import make_store

@@ -36,7 +36,7 @@ def test_baselines_have_no_oumvlp_recipe():
 def test_the_cpu_profile_tests_all_real_test_subjects():
     # the synthetic edition keeps the 30-minute budget: first 10 test subjects x 10 frames;
     # real CASIA-B is scored on all 50 test subjects, 10 frames each (bench/eval_scale.py)
-    from gaitlib.report.runs import RunSpec, resolve
+    from gaitlib.runs.cache import RunSpec, resolve
     from gaitlib.training import recipe
 
     synthetic = resolve(RunSpec.of("cstl", data="synthetic", profile="cpu")).eval

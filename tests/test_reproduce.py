@@ -17,7 +17,7 @@ from gaitlib.cli import main
 from gaitlib.report import reproduce as rep
 from gaitlib.report.artifacts import ARTIFACT_IDS
 from gaitlib.report.reproduce import NotebookRun, Worker, format_runs, reproduce, skip_reason
-from gaitlib.report.runs import RunSpec, ensure_run
+from gaitlib.runs.cache import RunSpec, ensure_run
 from tests.conftest import make_store
 
 PARAMS = 'profile = "cpu"\ndata = "synthetic"\ndevice = "auto"\nruns_dir = "runs"\n'
@@ -215,7 +215,7 @@ def test_ensure_run_trains_a_shared_run_once(tmp_path, monkeypatch):
     make_store(tmp_path / "data" / "synthetic-smoke")
     calls = []
 
-    def slow_train(config, run_dir, progress=True):
+    def slow_train(config, run_dir, progress=True, **_):
         calls.append(run_dir)
         time.sleep(0.5)  # long enough for the other thread to reach the cache check meanwhile
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +241,7 @@ def test_ensure_run_trains_a_shared_run_once(tmp_path, monkeypatch):
 
 
 def test_cpu_workers_share_the_cores(monkeypatch):
-    from gaitlib.report.workers import cpu_workers
+    from gaitlib.runs.pool import cpu_workers
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     two = cpu_workers()

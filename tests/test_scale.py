@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gaitlib.report import display, scale
-from gaitlib.report.runs import Run, RunSpec, resolve
+from gaitlib.runs.cache import Run, RunSpec, resolve
 from tests.conftest import make_store
 
 SUBJECTS = tuple(f"{i:03d}" for i in range(1, 9))

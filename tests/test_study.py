@@ -31,7 +31,7 @@ from gaitlib.report import compare, display, records, study  # noqa: E402
 from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS  # noqa: E402
 from gaitlib.report.evidence import ORDERING_COLUMN  # noqa: E402
 from gaitlib.report.reported import available_reported, load_reported  # noqa: E402
-from gaitlib.report.runs import RunSpec, code_version, ensure_run, resolve, run_key  # noqa: E402
+from gaitlib.runs.cache import RunSpec, code_version, ensure_run, resolve, run_key  # noqa: E402
 from gaitlib.training.recipes import PAPER, cheap_model_options, recipe  # noqa: E402
 from tests.conftest import blob_silhouettes, make_store  # noqa: E402
 
@@ -279,7 +279,7 @@ def test_ensure_run_trains_once_then_reuses(tmp_path, data_root, monkeypatch):
 
     calls = []
 
-    def fake_train(config, run_dir, progress=True):
+    def fake_train(config, run_dir, progress=True, **_):
         calls.append(Path(run_dir))
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "eval.json").write_text(json.dumps({"mean": 42.0}))

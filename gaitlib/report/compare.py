@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from gaitlib.report.artifacts import Row, artifact
-from gaitlib.report.runs import Run
 from gaitlib.report.scale import input_size
+from gaitlib.runs.cache import Run
 
 
 def reported(artifact_id: str) -> pd.DataFrame:

@@ -78,13 +78,18 @@ def _key(model, dataset, options) -> tuple[str, str, str]:
 
 
 def runs_needed(artifact_ids: Iterable[str] | None = None) -> dict[tuple[str, str, str], str]:
-    """The distinct paper-scale runs of the artifacts (all when None): key -> a readable name."""
+    """The distinct paper-scale runs of the artifacts (all when None), as the study's plan
+    (:func:`gaitlib.runs.plan.study_plan`) lists them: key -> a readable name."""
+    from gaitlib.runs.plan import study_plan
+
+    ids = list(ARTIFACT_IDS if artifact_ids is None else artifact_ids)
+    for aid in ids:
+        artifact(aid)  # a ValueError naming the valid ids
     needed: dict[tuple[str, str, str], str] = {}
-    for aid in ARTIFACT_IDS if artifact_ids is None else artifact_ids:
-        for row in artifact(aid).rows:
-            dataset = "oumvlp" if row.shape == "oumvlp" else "casia-b"
-            key = _key(row.model, dataset, row.options)
-            needed.setdefault(key, " ".join(x for x in (row.model, dataset, key[2]) if x))
+    for planned in study_plan(ids, every_setting=True):
+        spec = planned.spec
+        key = _key(spec.model, spec.shape, spec.option_dict)
+        needed.setdefault(key, " ".join(x for x in (spec.model, spec.shape, key[2]) if x))
     return needed
 
 

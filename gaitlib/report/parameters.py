@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gaitlib.report.runs import DATASETS, store_path
+from gaitlib.runs.cache import DATASETS, store_path
 from gaitlib.training.recipes import PROFILES
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -12,7 +12,7 @@ for the baselines, which the main tables show beside the papers' quoted ones.
 from __future__ import annotations
 
 from gaitlib.report.artifacts import artifact
-from gaitlib.report.runs import Run
+from gaitlib.runs.cache import Run
 
 # OpenGait's model zoo (docs/1.model_zoo.md): rank-1 excluding identical views, and mAP under
 # its cross-view gallery protocol (gaitlib.evaluation.mean_ap); OpenGait trains on 74 CASIA-B

@@ -20,7 +20,7 @@ import pandas as pd
 
 from gaitlib.report.artifacts import artifact
 from gaitlib.report.compare import PAPERS, ours
-from gaitlib.report.runs import Run
+from gaitlib.runs.cache import Run
 
 
 def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],

@@ -12,17 +12,17 @@ The notebooks run in a fixed order: ``synthetic-data``, one notebook per artifac
 :data:`gaitlib.report.artifacts.ARTIFACT_IDS`, then ``scorecard``, which reads the others' results
 and so always runs after all of them have finished.  With GPUs (``gpus=``) the artifact notebooks
 run in parallel, one per GPU at a time, each in its own process that sees only its GPU (on the
-CPU, workers split the cores; the pool is :mod:`gaitlib.report.workers`).  With several workers,
-every run the notebooks need is trained first (:mod:`gaitlib.report.pretrain`); the run cache
-(:func:`gaitlib.report.runs.ensure_run`) locks each run, so two processes asking for the same run
+CPU, workers split the cores; the pool is :mod:`gaitlib.runs.pool`).  On GPUs, or with several
+CPU workers, every run the notebooks need is planned (:mod:`gaitlib.runs.budget`: GPUs per run,
+memory per GPU, hours, schedule; printed first, and a run that fits no card stops everything
+before it starts) and trained first (:mod:`gaitlib.runs.pretrain`); the run cache
+(:func:`gaitlib.runs.cache.ensure_run`) locks each run, so two processes asking for the same run
 train it once.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import re
 import shutil
 import subprocess
@@ -30,20 +30,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gaitlib.errors import GaitlibError
-from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS
+from gaitlib.report.artifacts import ARTIFACT_IDS
 from gaitlib.report.results import PUBLISH_ENV
-from gaitlib.report.runs import store_path
-from gaitlib.report.workers import Worker, check_gpus, cpu_workers, gpu_workers
+from gaitlib.runs.cache import PRECISION_ENV, store_path
+from gaitlib.runs.plan import DATASET_NAMES, skip_reason
+from gaitlib.runs.pool import Worker, check_gpus, cpu_workers, gpu_memory_gib, gpu_workers
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "cpu", "paper")
 DATASETS = ("synthetic", "casia-b", "oumvlp")
-DATASET_NAMES = {"synthetic": "synthetic", "casia-b": "CASIA-B", "oumvlp": "OU-MVLP"}
 KERNEL = "gaitlib"
 SHAPES = ("casia-b", "oumvlp")  # the layouts a run can need (see RunSpec.shape)
 
@@ -117,22 +116,6 @@ def check_real_store(data: str, data_root: Path) -> Path:
         raise ValueError(f"--data {data} expects a {DATASET_NAMES[data]} store at {path}, but it "
                          f"holds a {dataset!r} store; {how}")
     return path
-
-
-def skip_reason(notebook_id: str, data: str) -> str:
-    """Why ``notebook_id`` cannot run on ``data`` ('' when it can).
-
-    On synthetic data every artifact runs (OU-MVLP artifacts use the OU-MVLP-shaped synthetic set);
-    on a real dataset an artifact needs that dataset's layout for every one of its runs.
-    """
-    if data == "synthetic" or notebook_id not in ARTIFACTS:
-        return ""
-    shapes = {row.shape for row in ARTIFACTS[notebook_id].rows}
-    other = sorted(shapes - {data})
-    if not other:
-        return ""
-    names = " and ".join(DATASET_NAMES[s] for s in other)
-    return f"needs {names} data (--data {' / '.join(other)}); not run on --data {data}"
 
 
 def ensure_kernel() -> None:
@@ -316,24 +299,15 @@ class Job:
 
 def _run_in_subprocess(job: Job, worker: Worker) -> NotebookRun:
     """Execute ``job`` in a fresh process with the worker's environment (its GPU only)."""
-    start = time.perf_counter()
-    parameters = {**job.parameters, "device": worker.device}
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp) / "job.json"
-        result = Path(tmp) / "result.json"
-        spec.write_text(json.dumps({"notebook": job.notebook, "src": str(job.src), "parameters": parameters,
-                                    "out_dir": str(job.out_dir), "result": str(result)}))
-        env = {**os.environ, **worker.env}
-        proc = subprocess.run([sys.executable, "-m", "gaitlib.report.reproduce", str(spec)], env=env,
-                              cwd=REPO, capture_output=True, text=True)
-        if result.is_file():
-            run = NotebookRun(**json.loads(result.read_text()))
-        else:  # the child died before it could report (import error, killed, out of memory)
-            tail = (proc.stderr or proc.stdout).strip().splitlines()
-            run = NotebookRun(job.notebook, "failed", 0.0,
-                              f"worker process exited with code {proc.returncode}: "
-                              f"{tail[-1] if tail else 'no output'}"[:200])
-    run.seconds = time.perf_counter() - start
+    from gaitlib.runs.runner import run_child
+
+    out = run_child("gaitlib.report.reproduce",
+                    {"notebook": job.notebook, "src": str(job.src),
+                     "parameters": {**job.parameters, "device": worker.device},
+                     "out_dir": str(job.out_dir)}, worker.env, cwd=REPO)
+    run = NotebookRun(**out.result) if out.ok else \
+        NotebookRun(job.notebook, "failed", 0.0, f"worker {out.message}"[:200])
+    run.seconds = out.seconds
     return run
 
 
@@ -349,22 +323,15 @@ def execute_all(jobs: Sequence[Job], workers: Sequence[Worker] | None = None,
             runs.append(run_notebook(job.notebook, {**job.parameters, "device": device}, job.out_dir,
                                      job.src))
         return runs
-    free: queue.Queue[Worker] = queue.Queue()
-    for worker in workers:
-        free.put(worker)
+    from gaitlib.runs.pool import run_in_order
 
-    def one(job: Job) -> NotebookRun:
-        worker = free.get()  # the pool has as many threads as workers, so one is always free
-        try:
-            print(f"running {job.notebook} on {worker.name} ...", flush=True)
-            run = _run_in_subprocess(job, worker)
-            print(f"{job.notebook}: {run.status} ({run.seconds:.1f} s)", flush=True)
-            return run
-        finally:
-            free.put(worker)
+    def one(job: Job, worker: Worker) -> NotebookRun:
+        print(f"running {job.notebook} on {worker.name} ...", flush=True)
+        run = _run_in_subprocess(job, worker)
+        print(f"{job.notebook}: {run.status} ({run.seconds:.1f} s)", flush=True)
+        return run
 
-    with ThreadPoolExecutor(max_workers=len(workers)) as pool:
-        return list(pool.map(one, jobs))
+    return run_in_order(jobs, workers, one)
 
 
 def build_book(root: Path = REPO) -> int:
@@ -393,7 +360,8 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
               root: Path = REPO, runs_dir: str | Path = "runs", gpus: Sequence[int | str] | None = None,
               notebooks_dir: Path | None = None, workers: Sequence[Worker] | None = None,
               jobs: int | None = None, extra_seeds: Sequence[int] = (),
-              allow_dirty: bool = False, train_first: bool = True) -> list[NotebookRun]:
+              allow_dirty: bool = False, train_first: bool = True, precision: str = "recipe",
+              gpu_gib: float | None = None) -> list[NotebookRun]:
     """Run the selected notebooks for a profile and dataset, publish the ones that pass, build the book.
 
     ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/``: the repository by default; tests
@@ -403,9 +371,13 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     without GPUs, ``jobs`` notebooks run at once on the CPU (default: see :func:`cpu_workers`;
     ``jobs=1`` runs them one by one in this process).  ``workers`` overrides the pool (tests).
     ``extra_seeds``: further seeds of each ablation's reference row and full model (their
-    seed-to-seed SDs join the ablation pages).  With a pool of several workers and
-    ``train_first``, every run the selected notebooks need is trained first, costliest first
-    (:mod:`gaitlib.report.pretrain`), so the notebooks only evaluate and plot.
+    seed-to-seed SDs join the ablation pages).  On GPUs or with a pool of several workers and
+    ``train_first``, every run the selected notebooks need is planned (printed; a run that fits
+    no allowed number of ``gpu_gib``-GiB cards, default the GPUs' own memory, raises
+    :class:`~gaitlib.runs.budget.PlanError` before anything trains) and trained first
+    (:mod:`gaitlib.runs.pretrain`), so the notebooks only evaluate and plot; a notebook whose
+    run failed there is reported failed without training it again.  ``precision``: 'recipe'
+    (each recipe's own), or bf16 / fp16 / fp32 for every paper-profile run.
     Raises ValueError for unknown names and FileNotFoundError / ValueError when a real dataset's
     store is absent or of another dataset, before any notebook runs; BookBuildError when the build
     fails.  Publishing into the repository's own book from a checkout with uncommitted source
@@ -419,9 +391,11 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     selected = select(only)
     if Path(runs_dir).exists() and not Path(runs_dir).is_dir():
         raise FileExistsError(f"--runs-dir {runs_dir} is a file, not a directory of runs")
+    _choose_precision(precision, profile)
     if workers is None and gpus:
         workers = gpu_workers(gpus)
         check_gpus(gpus)
+        gpu_gib = gpu_gib or gpu_memory_gib(gpus)
     elif workers is None and jobs != 1:
         workers = cpu_workers(jobs)
         if len(workers) == 1:
@@ -452,14 +426,12 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
                       extra_seeds=",".join(str(int(s)) for s in extra_seeds))
     out_dir = Path(root) / "book"
     started = time.perf_counter()
-    if train_first and workers and len(workers) > 1:  # no worker waits on another's run lock
-        from gaitlib.report.pretrain import planned_runs, pretrain, training_summary
-
-        runnable = [n for n in selected if not skip_reason(n, data)
-                    and (notebooks_dir / NOTEBOOKS[n]).is_file()]
-        trained = pretrain(planned_runs(runnable, profile, data, seed, extra_seeds), workers,
-                           runs_dir, data_root)
-        print(training_summary(trained, time.perf_counter() - started), flush=True)
+    failed_runs: dict = {}
+    if train_first and workers and (gpus or len(workers) > 1):  # no worker waits on a run lock
+        failed_runs = _train_first([n for n in selected if not skip_reason(n, data)
+                                    and (notebooks_dir / NOTEBOOKS[n]).is_file()],
+                                   profile, data, seed, extra_seeds, precision, workers,
+                                   gpu_gib if gpus else None, runs_dir, data_root, started)
     results: dict[str, NotebookRun] = {}
     jobs: list[Job] = []
     for notebook_id in selected:
@@ -469,6 +441,8 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
             results[notebook_id] = NotebookRun(notebook_id, "skipped", 0.0, reason)
         elif not src.is_file():
             results[notebook_id] = NotebookRun(notebook_id, "missing", 0.0, f"no notebook {_portable(src)}")
+        elif notebook_id in failed_runs:
+            results[notebook_id] = NotebookRun(notebook_id, "failed", 0.0, failed_runs[notebook_id])
         else:
             jobs.append(Job(notebook_id, src, parameters, out_dir))
     # The scorecard reads every other artifact's results: it starts when all of them are done.
@@ -496,6 +470,54 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     return runs
 
 
+def _choose_precision(precision: str, profile: str) -> None:
+    """Check ``--precision`` and hand it to the notebooks' processes (:data:`PRECISION_ENV`)."""
+    from gaitlib.training.config import PRECISIONS
+
+    if precision not in ("recipe", *PRECISIONS):
+        raise ValueError(f"--precision {precision!r}; valid: recipe, {', '.join(PRECISIONS)}")
+    if precision != "recipe" and profile != "paper":
+        raise ValueError(f"--precision {precision} applies to the paper profile; the {profile} "
+                         "profile trains in fp32")
+    if precision == "recipe":
+        os.environ.pop(PRECISION_ENV, None)
+    else:
+        os.environ[PRECISION_ENV] = precision
+
+
+def _train_first(notebooks: list[str], profile: str, data: str, seed: int,
+                 extra_seeds: Sequence[int], precision: str, workers: Sequence[Worker],
+                 gpu_gib: float | None, runs_dir, data_root: Path, started: float) -> dict:
+    """Plan the unfinished runs of ``notebooks`` (printed; PlanError when one fits no card),
+    train them; returns notebook id -> why it cannot run (one of its runs failed)."""
+    from gaitlib.runs.budget import format_plan, study_budget
+    from gaitlib.runs.cache import resolve, run_dir_of
+    from gaitlib.runs.plan import study_plan
+    from gaitlib.runs.pretrain import describe, pretrain, training_summary
+    from gaitlib.training.rundir import is_finished
+
+    def finished(spec) -> bool:
+        return is_finished(run_dir_of(resolve(spec, data_root), runs_dir))
+
+    plan = study_budget(notebooks, profile, data, seed, extra_seeds, precision, len(workers),
+                        gpu_gib, runs_dir, leave_out=finished)
+    if plan.runs:
+        print(format_plan(plan), flush=True)
+    trained = pretrain(plan, workers, runs_dir, data_root)
+    if trained:
+        print(training_summary(trained, time.perf_counter() - started), flush=True)
+    failed = {t.spec: t.message for t in trained if t.status == "failed"}
+    blocked = {}
+    for notebook in notebooks:
+        bad = [p.spec for p in study_plan([notebook], profile, data, seed, extra_seeds,
+                                          "" if precision == "recipe" else precision)
+               if p.spec in failed]
+        if bad:
+            blocked[notebook] = (f"its run {describe(bad[0])} failed in training, not retried: "
+                                 f"{failed[bad[0]]}")[:300]
+    return blocked
+
+
 def format_runs(runs: Sequence[NotebookRun], wall: float | None = None) -> str:
     """The status table: one line per notebook, then a total (wall-clock seconds when given)."""
     width = max([len(r.notebook) for r in runs] + [8])
@@ -508,13 +530,13 @@ def format_runs(runs: Sequence[NotebookRun], wall: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def _child(spec_path: str) -> int:
-    """Worker-process entry: execute one notebook (see ``_run_in_subprocess``), write the result."""
-    spec = json.loads(Path(spec_path).read_text())
-    run = run_notebook(spec["notebook"], spec["parameters"], Path(spec["out_dir"]), Path(spec["src"]))
-    Path(spec["result"]).write_text(json.dumps(asdict(run)))
-    return 0
+def _child(job: dict) -> dict:
+    """Worker-process entry: execute one notebook (see ``_run_in_subprocess``)."""
+    return asdict(run_notebook(job["notebook"], job["parameters"], Path(job["out_dir"]),
+                               Path(job["src"])))
 
 
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1]))
+    from gaitlib.runs.runner import child_main
+
+    sys.exit(child_main(_child))

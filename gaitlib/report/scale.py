@@ -16,7 +16,7 @@ from functools import cache
 
 import pandas as pd
 
-from gaitlib.report.runs import Run
+from gaitlib.runs.cache import Run
 
 CHANCE = "chance (random gallery pick)"
 GEI = "GEI, no training (same test set)"

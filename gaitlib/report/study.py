@@ -61,8 +61,9 @@ from gaitlib.report.records import (
     recorded,
     scorecard,
 )
-from gaitlib.report.runs import Run, RunSpec, ensure_run
 from gaitlib.report.scale import baselines, floor_sentence, scale_note
+from gaitlib.runs.cache import Run, RunSpec, ensure_run
+from gaitlib.runs.plan import artifact_runs, row_spec, seeded_runs
 
 if TYPE_CHECKING:
     import torch
@@ -102,8 +103,7 @@ DATASET_NAMES = {"casia-b": "CASIA-B", "oumvlp": "OU-MVLP"}
 
 
 def spec_for(row: Row, data: str, profile: str, seed: int) -> RunSpec:
-    return RunSpec.of(row.model, data=data, profile=profile, seed=seed, shape=row.shape,
-                      **row.options)
+    return row_spec(row, data, profile, seed)
 
 
 def needs_oumvlp(art: Artifact) -> bool:
@@ -115,23 +115,16 @@ def runs_for(artifact_id: str, profile: str = "cpu", data: str = "synthetic",
              device: str = "auto", seed: int = 0, progress: bool = True) -> dict[str, Run]:
     """Every run the artifact needs, keyed by row (``Row.key()``): reused, resumed or trained.
 
-    The OU-MVLP tables run on OU-MVLP-shaped data: the synthetic OU-MVLP store for
-    ``data='synthetic'``, the imported OU-MVLP store for ``data='oumvlp'``; CASIA-B-only data
-    cannot produce them (a ValueError says so).
+    The runs are those of :func:`gaitlib.runs.plan.artifact_runs`: the OU-MVLP tables run on
+    OU-MVLP-shaped data (the synthetic OU-MVLP store for ``data='synthetic'``, the imported
+    OU-MVLP store for ``data='oumvlp'``); data that cannot produce an artifact is a ValueError.
     """
-    art = artifact(artifact_id)
-    if needs_oumvlp(art) and data == "casia-b":
-        raise ValueError(f"{artifact_id} is an OU-MVLP table; run it with data='oumvlp' "
-                         f"(or 'synthetic')")
-    if data == "oumvlp" and not needs_oumvlp(art):
-        raise ValueError(f"{artifact_id} is a CASIA-B artifact; run it with data='casia-b' "
-                         f"(or 'synthetic')")
+    specs = artifact_runs(artifact_id, profile, data, seed)
     runs: dict[str, Run] = {}
-    for row in art.rows:
-        spec = spec_for(row, data, profile, seed)
+    for row in artifact(artifact_id).rows:
         print(f"{row.key()}: {row.model} {row.options or ''}", flush=True)
-        runs[row.key()] = ensure_run(spec, runs_dir, data_root, device, progress=progress)
-        run = runs[row.key()]
+        runs[row.key()] = run = ensure_run(specs[row.key()], runs_dir, data_root, device,
+                                           progress=progress)
         # Reused or trained now, and how long it took, differ between builds: not printed into
         # the page (the status table of `gaitlib reproduce` has the times).
         print(f"  {run.run_dir} (trained on {', '.join(run.devices()) or 'an unrecorded device'})",
@@ -144,15 +137,13 @@ def seed_runs(artifact_id: str, seeds, profile: str = "cpu", data: str = "synthe
               device: str = "auto", progress: bool = True) -> dict[str, list[Run]]:
     """Extra seeds of an ablation's reference row and full model (the rows whose difference is
     the table's claim): row key -> runs, one per seed, for :func:`ablation`'s ``seed_runs``."""
-    art = artifact(artifact_id)
     out: dict[str, list[Run]] = {}
-    for row in art.seeded_rows():
-        out[row.key()] = []
-        for seed in seeds:
-            spec = spec_for(row, data, profile, int(seed))
+    for key, specs in seeded_runs(artifact_id, seeds, profile, data).items():
+        out[key] = []
+        for spec in specs:
             if progress:
-                print(f"{row.key()} seed {seed}", flush=True)
-            out[row.key()].append(ensure_run(spec, runs_dir, data_root, device, progress=progress))
+                print(f"{key} seed {spec.seed}", flush=True)
+            out[key].append(ensure_run(spec, runs_dir, data_root, device, progress=progress))
     return out
 
 
@@ -271,4 +262,23 @@ def trained_on(runs: dict[str, Run]) -> str:
     what = "its run" if n == 1 else f"its {n} runs"
     listing = ", ".join(f"`{d}`" + (f" ({c} of {n})" if len(devices) > 1 else "")
                         for d, c in sorted(devices.items()))
-    return f"This page's numbers come from {what}, trained on {listing}."
+    return f"This page's numbers come from {what}, trained on {listing}." + _precision_note(runs)
+
+
+def _precision_note(runs: dict[str, Run]) -> str:
+    """A sentence when runs trained in another precision than their recipe's (``gaitlib
+    reproduce --precision``), else ''."""
+    from gaitlib.training import recipe
+
+    changed: dict[str, int] = {}
+    for run in runs.values():
+        spec = run.spec
+        own = recipe(spec.model, spec.profile, "oumvlp" if spec.shape == "oumvlp" else "casia-b",
+                     options=spec.option_dict).precision
+        if run.config.precision != own:
+            key = f"{run.config.precision} (recipe: {own})"
+            changed[key] = changed.get(key, 0) + 1
+    if not changed:
+        return ""
+    listing = ", ".join(f"{c} in {k}" for k, c in sorted(changed.items()))
+    return f" Trained in another precision than the recipes' (`--precision`): {listing}."

@@ -157,6 +157,7 @@ def validate(config: TrainConfig) -> None:
     for key, value in (("checkpoint_every", c.checkpoint_every), ("log_every", c.log_every),
                        ("keep_checkpoints", c.keep_checkpoints)):
         _need(value >= 1, key, value, "an integer >= 1")
+    _within("checkpoint_minutes", c.checkpoint_minutes, 0)  # 0: no checkpoints by time
     _need(c.workers >= 0, "workers", c.workers, "an integer >= 0 (0: load in the main process)")
     _need(0 <= c.seed <= MAX_SEED, "seed", c.seed, f"an integer in [0, {MAX_SEED}]")
     check_model_options(c)

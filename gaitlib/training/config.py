@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from gaitlib.errors import ConfigError
-from gaitlib.training.checks import expand_subjects, validate  # noqa: F401 (the config's API)
+from gaitlib.training.checks import PRECISIONS, expand_subjects, validate  # noqa: F401 (the config's API)
 
 
 @dataclass
@@ -123,8 +123,13 @@ class TrainConfig:
     # torch.compile mode for the training model ('' = eager): pays on GPUs for long runs; on the
     # CPU it added little (see bench/train.py) and its compile time dwarfs a cpu-profile run.
     compile: str = ""
-    sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP (not available with gloo on CPU)
+    # DDP: every BatchNorm normalises with the global batch's statistics (SyncBatchNorm on CUDA,
+    # gaitlib's all-reduce BatchNorm with gloo on the CPU).
+    sync_bn: bool = True
     checkpoint_every: int = 1000
+    # Also checkpoint by time: on the first log step this many minutes after the last checkpoint
+    # (0: off), so an interrupted days-long run loses at most that much.
+    checkpoint_minutes: float = 15.0
     keep_checkpoints: int = 2  # older periodic checkpoints are deleted; the last one always kept
     log_every: int = 10
     seed: int = 0
@@ -137,7 +142,7 @@ class TrainConfig:
 
 # Fields that do not change what a run computes: a resumed run may differ in these.
 NON_RESULT_KEYS = ("workers", "log_every", "keep_checkpoints", "eval.sequences_per_batch",
-                   "data.on_device", "compile")
+                   "data.on_device", "compile", "checkpoint_minutes")
 
 
 def flat_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -138,3 +139,104 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([int(flag)], device=info.device)
     dist.broadcast(t, 0)
     return bool(t.item())
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose backward sums the gradients over ranks too: each rank's input
+    influences every rank's output, so its gradient is the sum of theirs."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the global batch of a DDP job, on any device and backend (gloo on the
+    CPU, where ``torch.nn.SyncBatchNorm`` refuses to run).
+
+    In training, the per-channel sum and count, then the sum of squared deviations from the
+    global mean, are all-reduced (differentiably: the backward pass all-reduces their
+    gradients), so every rank normalises with the statistics one process would compute on the
+    whole batch and updates the running statistics alike (unbiased variance over the global
+    count).  Two passes, as single-process BatchNorm computes the variance, so the two agree to
+    float rounding.  Outside training, or without a process group, it is plain BatchNorm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size() > 1):
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # stats in >= fp32
+        local = torch.cat([x32.sum(dims), x32.new_tensor([x.numel() // x.shape[1]])])
+        total = _AllReduceSum.apply(local)
+        count = total[-1]
+        mean = total[:-1] / count
+        centred = x32 - mean.reshape(shape)
+        var = _AllReduceSum.apply((centred * centred).sum(dims)) / count
+        out = centred * torch.rsqrt(var + self.eps).reshape(shape)
+        if self.affine:
+            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                          else self.momentum)
+                n = float(count)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
+                unbiased = var.detach() * (n / max(n - 1.0, 1.0))
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        return out.to(x.dtype)
+
+
+def synchronise_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm module of ``module`` made to use the global batch's statistics under DDP:
+    ``torch.nn.SyncBatchNorm`` on CUDA (fused kernels), :class:`AllReduceBatchNorm` elsewhere.
+    Parameters and running statistics are carried over; returns the converted module.
+
+    Only BatchNorm *modules* are converted: a model that normalises with ``F.batch_norm`` on a
+    module's buffers outside that module's forward keeps per-rank statistics there."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and \
+            not isinstance(module, AllReduceBatchNorm | nn.SyncBatchNorm):
+        out = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                 module.track_running_stats)
+        if module.affine:
+            with torch.no_grad():
+                out.weight = module.weight
+                out.bias = module.bias
+        out.running_mean, out.running_var = module.running_mean, module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+        return out
+    for name, child in module.named_children():
+        module.add_module(name, synchronise_batchnorm(child, device))
+    return module
+
+
+def step_seed(seed: int, iteration: int, rank: int) -> int:
+    """The seed of one rank's random stream (dropout) at one iteration.
+
+    The trainer reseeds torch with it before every step, so the random draws of a step depend
+    on (seed, iteration, rank) only: a resumed run draws what an uninterrupted one would, at
+    any world size and with any number of visible GPUs, and no two ranks draw the same dropout
+    masks.  (The batches and their augmentation are drawn per sample by the sampler, from (seed,
+    iteration, slot), so they do not depend on the rank.)"""
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed), 2, int(iteration), int(rank)]).generate_state(1)
+    return int(state[0])

@@ -3,6 +3,7 @@
 Layout::
 
     RUN_DIR/config.json        the full TrainConfig
+    RUN_DIR/store.json         the identity of the store it trains on (its meta.json, less the date)
     RUN_DIR/environment.json   package versions, torch/CUDA, git commit + dirty flag, host, command,
                                the device the run trained on (environment-resumed-*.json: resumes)
     RUN_DIR/metrics.jsonl      one JSON object per logged iteration
@@ -12,7 +13,10 @@ Layout::
     RUN_DIR/results.json       written last: the run finished (summary)
 
 A directory with ``results.json`` holds a finished run and is only replaced with ``force``; one
-with a ``config.json`` but no results is an interrupted run and is resumed if its config matches.
+with a ``config.json`` but no results is an interrupted run and is resumed if its config matches
+(:func:`result_fields`: where the store sits and the device do not count, the store's identity
+does; the run cache's key is made of the same fields, so whatever resumes a run, ``gaitlib
+train`` or ``gaitlib reproduce``, on any device or number of processes, agrees with it).
 One process at a time writes a run directory: :func:`run_lock` holds ``RUN_DIR.lock`` beside it
 (``gaitlib train``, ``gaitlib eval --write`` and the run cache of ``gaitlib reproduce``).
 """
@@ -44,6 +48,10 @@ from gaitlib.training.config import NON_RESULT_KEYS, ConfigError, TrainConfig, f
 CONFIG, ENVIRONMENT = "config.json", "environment.json"
 METRICS, RESULTS = "metrics.jsonl", "results.json"
 CHECKPOINTS = "checkpoints"
+STORE = "store.json"
+# Where a run's data sits and what it runs on: not what it computes.  The store's identity
+# (store_identity) stands for its path.
+PLACE_KEYS = ("data.store", "device")
 
 
 class RunDirError(GaitlibError, RuntimeError):
@@ -140,9 +148,24 @@ def load_config(run_dir: Path) -> TrainConfig:
         raise ConfigError(f"{path}: {err}") from None
 
 
+def store_identity(store: str | os.PathLike) -> dict:
+    """What identifies a store's content: its ``meta.json`` without the creation date (the
+    dataset, frame shape, counts and checksums); a path that is not a store raises
+    FileNotFoundError saying how to make one."""
+    from gaitlib.data.store import read_meta
+
+    meta = Path(store) / "meta.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{store} is not a gaitlib store (no meta.json); create it with "
+                                "`gaitlib data synth` or `gaitlib data import`")
+    identity = read_meta(meta)
+    identity.pop("created", None)
+    return identity
+
+
 def result_fields(config: dict) -> dict:
     """A config dict flattened to dotted keys (model options kept whole), without the keys that
-    cannot change a result (``NON_RESULT_KEYS``)."""
+    cannot change a result (``NON_RESULT_KEYS``) and where it runs (``PLACE_KEYS``)."""
     flat: dict[str, Any] = {}
 
     def walk(d: dict, prefix: str) -> None:
@@ -153,7 +176,7 @@ def result_fields(config: dict) -> dict:
                 flat[prefix + k] = v
 
     walk(config, "")
-    return {k: v for k, v in flat.items() if k not in NON_RESULT_KEYS}
+    return {k: v for k, v in flat.items() if k not in NON_RESULT_KEYS and k not in PLACE_KEYS}
 
 
 def prepare(run_dir: Path, config: TrainConfig, force: bool) -> bool:
@@ -186,9 +209,17 @@ def prepare(run_dir: Path, config: TrainConfig, force: bool) -> bool:
                                     for k in diff[:8])
                 raise FileExistsError(f"{run_dir} holds an interrupted run with another config "
                                       f"({changes}); pass --force to start over")
+            identity = store_identity(config.data.store)
+            if (run_dir / STORE).is_file() and json.loads((run_dir / STORE).read_text()) != \
+                    json.loads(json.dumps(identity, default=str)):
+                raise FileExistsError(f"{run_dir} holds an interrupted run on another store than "
+                                      f"{config.data.store} (see {run_dir / STORE}); pass --force "
+                                      "to start over")
+            write_json(run_dir / STORE, identity)
             write_json(run_dir / CONFIG, config.to_dict())  # non-result keys may have changed
             return True
     (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / STORE, store_identity(config.data.store))
     write_json(run_dir / CONFIG, config.to_dict())
     return False
 

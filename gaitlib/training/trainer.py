@@ -14,8 +14,14 @@ triplet loss over the whole global batch. The backward pass of that gather hands
 sum over ranks of the gradient for its own samples, i.e. W times the global loss's gradient;
 DDP then averages over the W ranks, so every rank applies exactly the single-process gradient of
 the global batch. The cross-entropy is a mean over each rank's samples and DDP's average makes it
-the global mean. BatchNorm statistics are per rank unless SyncBatchNorm is used (``sync_bn``, on
-CUDA; gloo on CPU has no SyncBatchNorm).
+the global mean. With ``sync_bn`` (default) every BatchNorm module normalises with the global
+batch's statistics (:func:`~gaitlib.training.distributed.synchronise_batchnorm`), so a DDP step
+equals the single-process step on the same global batch. Random draws inside the model
+(dropout) come from a stream reseeded at every step from (seed, iteration, rank)
+(:func:`~gaitlib.training.distributed.step_seed`): ranks draw different masks, and a run
+resumes to the same result at any world size. Checkpoints are written every
+``checkpoint_every`` iterations and, on the first log step after ``checkpoint_minutes`` have
+passed since the last one, by time.
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from gaitlib.data.sampling import DeviceBatches, FrameSampling, to_model_input, train_loader
 from gaitlib.data.splits import default_split, split_for
@@ -41,6 +46,7 @@ from gaitlib.training import distributed, precision, rundir
 from gaitlib.training.checks import check_against_store, check_disjoint
 from gaitlib.training.config import ConfigError, LossConfig, TrainConfig, expand_subjects, validate
 from gaitlib.training.distributed import DistInfo
+from gaitlib.training.progress import Progress
 
 
 class NonFiniteLossError(GaitlibError, FloatingPointError):
@@ -175,11 +181,14 @@ def _sampling(config: TrainConfig) -> FrameSampling:
     return FrameSampling(s.mode, s.frames, tuple(window), s.padding, s.replace)
 
 
-def _wrap(model: nn.Module, config: TrainConfig, info: DistInfo) -> nn.Module:
+def wrap_model(model: nn.Module, config: TrainConfig, info: DistInfo) -> nn.Module:
+    """The model as one rank of a DDP job trains it (``model`` itself in one process): its
+    BatchNorms synchronised (``sync_bn``; converted in place, so ``model`` saves the same state
+    dict), wrapped in DistributedDataParallel."""
     if not info.enabled:
         return model
-    if config.sync_bn and info.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if config.sync_bn:
+        model = distributed.synchronise_batchnorm(model, info.device)
     ids = [info.device.index] if info.device.type == "cuda" else None
     # find_unused_parameters: a model may output what no configured loss uses (GaitGL's logits
     # with loss.ce_weight=0); the extra graph traversal costs little next to the convolutions.
@@ -255,7 +264,7 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
         rundir.write_environment(run_dir, info.world_size, start if start else None, info.device)
 
     total = config.schedule.iterations
-    net = _wrap(model, config, info)
+    net = wrap_model(model, config, info)
     if config.compile:
         net = torch.compile(net, mode=config.compile)
     losses = LossComposer(config.loss, info)
@@ -276,15 +285,15 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     if state is not None:
         ckpt.restore_rng(state["rng"])
     end = total if stop_after is None else min(total, max(stop_after, start))
-    bar = tqdm(total=total, initial=start, desc=f"train {config.model.name}", dynamic_ncols=True,
-               disable=not (progress and info.is_main))
+    bar = Progress(f"train {config.model.name}", total, start, enabled=progress and info.is_main)
     net.train()
-    began = tick = time.perf_counter()
+    began = tick = saved_at = time.perf_counter()
     tick_it = start
     iteration = start
     try:
         for iteration in range(start + 1, end + 1):
             batch = next(batches)
+            torch.manual_seed(distributed.step_seed(config.seed, iteration, info.rank))
             sils = to_model_input(batch["frames"], info.device, config.data.resolution)
             labels = batch["labels"].to(info.device, non_blocking=True)
             with autocast:
@@ -301,6 +310,9 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
             # non-finite loss stops the run there, before a checkpoint could keep it).
             log_step = iteration % config.log_every == 0 or iteration == end
             save_step = iteration % config.checkpoint_every == 0 or iteration == total
+            if log_step and not save_step and config.checkpoint_minutes > 0:  # by time
+                due = time.perf_counter() - saved_at >= 60 * config.checkpoint_minutes
+                save_step = distributed.broadcast_flag(due and info.is_main, info)
             if log_step or save_step:
                 values = log_values(logs)
                 if not np.isfinite(values["loss"]):
@@ -316,11 +328,12 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
                 tick, tick_it = now, iteration
                 means = {k: round(distributed.reduce_mean(v, info), 6) for k, v in values.items()}
                 record = {"iteration": iteration, "lr": lr, "it_per_s": round(speed, 4), **means}
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.1e}")
+                bar.log(iteration, speed, record["loss"], lr)
                 if info.is_main:
                     rundir.append_metrics(run_dir, record)
             if save_step:
                 _save(ckpt_dir, iteration, model, optimizer, scheduler, config, info, scaler)
+                saved_at = time.perf_counter()
     finally:
         bar.close()
         del batches, loader  # stop the persistent workers now, not at garbage collection

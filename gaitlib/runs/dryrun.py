@@ -10,7 +10,8 @@ dry run builds the run's exact config against the store, then
    the dataset's protocol (the numbers are meaningless; the path is what is checked);
 
 and measures the training step time (iterations 2..``steps``, after the first batch has warmed
-the caches; data loading in the main process included) and the peak memory on the device used
+the caches; batches from the recipe's loader, its ``workers`` processes preparing them ahead as
+in the real run, so loading overlaps the steps as it will then) and the peak memory on the device used
 (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak resident set, reset before
 each run, so it includes the ~0.5 GB of the Python process and its libraries).
 ``projected_hours`` = the recipe's iterations x the step time: training alone, one device.
@@ -25,7 +26,6 @@ the cost.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import tempfile
 import time
@@ -33,15 +33,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS
-from gaitlib.report.runs import RunSpec, resolve
+from gaitlib.runs.cache import RunSpec, resolve
+from gaitlib.runs.plan import study_plan
 
 COLUMNS = ("model", "dataset", "options", "artifacts", "iterations", "batch", "frames",
            "resolution", "classes", "step_tflop", "step_seconds", "peak_memory_mb", "device",
            "projected_hours",
            "extract_sequences", "extract_frames", "extract_seconds", "store", "status", "message",
-           "git_commit")
-OUMVLP_CLASSES = 5153
+           "git_commit", "precision", "loader_workers")
+OUMVLP_CLASSES = 5153  # as gaitlib.runs.memory (imported lazily: it needs torch)
 DRYRUN_OUMVLP_SUBJECTS = 34  # P = 32 training subjects and 2 to test
 
 
@@ -68,24 +68,17 @@ class DryRunRow:
     status: str = "ok"
     message: str = ""
     git_commit: str = ""
+    precision: str = ""  # the training arithmetic the step ran in
+    loader_workers: int = 0  # DataLoader worker processes (0: batches drawn on the device)
 
 
 def study_runs(only: Sequence[str] | None = None, profile: str = "paper", data: str = "casia-b",
                seed: int = 0) -> list[tuple[RunSpec, list[str]]]:
     """The distinct runs of the selected artifacts (all by default), each with the artifacts
-    that use it, in artifact order.  OU-MVLP rows are kept whatever ``data`` is: the dry run
-    gives them an OU-MVLP-shaped store."""
-    ids = [a for a in (only or ARTIFACT_IDS) if a in ARTIFACTS]
-    runs: dict[tuple, tuple[RunSpec, list[str]]] = {}
-    for aid in ids:
-        for row in ARTIFACTS[aid].rows:
-            row_data = data if row.shape == "casia-b" or data == "synthetic" else "oumvlp"
-            spec = RunSpec.of(row.model, data=row_data, profile=profile, seed=seed,
-                              shape=row.shape, **row.options)
-            entry = runs.setdefault((spec.model, spec.options, spec.shape), (spec, []))
-            if aid not in entry[1]:
-                entry[1].append(aid)
-    return list(runs.values())
+    that use it, in artifact order (:func:`~gaitlib.runs.plan.study_plan`).  OU-MVLP rows are
+    kept whatever ``data`` is: the dry run gives them an OU-MVLP-shaped store."""
+    return [(p.spec, list(p.artifacts))
+            for p in study_plan(only, profile, data, seed, every_setting=True)]
 
 
 def _peak_reset() -> None:
@@ -211,18 +204,16 @@ def step_tflop(model, config, device) -> float:
 def paper_classes(config, store) -> int | None:
     """The classifier size of the full run: the recipe split's training subjects (74 or 73 on
     CASIA-B, 5153 on OU-MVLP); ``None`` on a synthetic CASIA-B store (its own subjects)."""
-    from gaitlib.data.splits import split_for
+    from gaitlib.runs.memory import paper_classes as classes
 
     variant = config.model.options.get("variant")
     if variant == "oumvlp" or store.dataset in ("oumvlp", "synthetic-oumvlp"):
         return OUMVLP_CLASSES
-    if store.dataset == "casia-b":
-        return len(split_for(config.data.split or "casia-b-lt").train)
-    return None
+    return classes(config) if store.dataset == "casia-b" else None
 
 
 def dry_run_one(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: Path,
-                device: str = "auto", steps: int = 3, workers: int = 0) -> DryRunRow:
+                device: str = "auto", steps: int = 3, workers: int | None = None) -> DryRunRow:
     """Dry-run one run (see the module note); failures become a row with status 'failed'."""
     import numpy as np
     import torch
@@ -240,7 +231,9 @@ def dry_run_one(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: 
     row = DryRunRow(spec.model, spec.shape, spec.options_text(), " ".join(artifacts),
                     config.schedule.iterations, config.sampling.p * config.sampling.k,
                     config.sampling.frames, config.data.resolution or
-                    int(config.model.options.get("resolution", 64)), 0, git_commit=git_commit())
+                    int(config.model.options.get("resolution", 64)), 0, git_commit=git_commit(),
+                    precision=config.precision,
+                    loader_workers=0 if config.data.on_device else config.workers)
     try:
         store_path, row.store = _store_for(spec, data_root, runs_dir)
         config.data.store = str(store_path)
@@ -346,23 +339,24 @@ def write_csv(rows: Sequence[DryRunRow], path: str | os.PathLike) -> Path:
 
 def default_csv(profile: str, runs_dir: str | Path = "runs") -> Path:
     """Where the dry run's CSV goes: the paper profile's is published in the book."""
-    from gaitlib.report.reproduce import REPO
+    from gaitlib.runs.runner import SOURCE_ROOT
 
-    return REPO / "book" / "results" / "paper-dry-run.csv" if profile == "paper" else \
+    return SOURCE_ROOT / "book" / "results" / "paper-dry-run.csv" if profile == "paper" else \
         Path(runs_dir) / f"{profile}-dry-run.csv"
 
 
 def dry_run(profile: str = "paper", data: str = "casia-b", data_root: str | Path = "data",
             only: Sequence[str] | None = None, runs_dir: str | Path = "runs", seed: int = 0,
-            device: str = "auto", steps: int = 3, workers: int = 0,
+            device: str = "auto", steps: int = 3, workers: int | None = None,
             out: str | Path | None = None, allow_dirty: bool = False,
             isolate: bool = True) -> list[DryRunRow]:
     """Dry-run every distinct run of the selected artifacts (see the module note), print the
     table and write it to ``out`` (a CSV) when given.  ``steps`` >= 2 (one warm-up step).
     Writing into the repository's ``book/`` is publishing: it refuses a checkout with
     uncommitted source changes unless ``allow_dirty``.  ``isolate``: each run in a fresh
-    process, so its peak memory is its own (a process keeps the memory it once used)."""
-    from gaitlib.report.reproduce import REPO
+    process, so its peak memory is its own (a process keeps the memory it once used).
+    ``workers``: DataLoader workers (default the recipe's)."""
+    from gaitlib.runs.runner import SOURCE_ROOT as REPO
 
     if steps < 2:
         raise ValueError(f"--steps must be >= 2 (the first step warms up), got {steps}")
@@ -391,42 +385,29 @@ def dry_run(profile: str = "paper", data: str = "casia-b", data_root: str | Path
 
 
 def _in_child(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: Path, device: str,
-              steps: int, workers: int) -> DryRunRow:
+              steps: int, workers: int | None) -> DryRunRow:
     """:func:`dry_run_one` in a fresh Python process; a crash becomes a 'failed' row."""
-    import subprocess
-    import sys
+    from gaitlib.runs.runner import run_child
 
-    from gaitlib.report.reproduce import REPO
-
-    with tempfile.TemporaryDirectory() as tmp:
-        job, result = Path(tmp) / "job.json", Path(tmp) / "row.json"
-        job.write_text(json.dumps({
-            "spec": spec.to_dict(),
-            "artifacts": artifacts, "data_root": str(Path(data_root).resolve()),
-            "runs_dir": str(Path(runs_dir).resolve()), "device": device, "steps": steps,
-            "workers": workers, "result": str(result)}))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
-        proc = subprocess.run([sys.executable, "-m", "gaitlib.report.dryrun", str(job)],
-                              capture_output=True, text=True, env=env)
-        if result.is_file():
-            return DryRunRow(**json.loads(result.read_text()))
-    tail = (proc.stderr or proc.stdout).strip().splitlines()
+    out = run_child("gaitlib.runs.dryrun", {
+        "spec": spec.to_dict(), "artifacts": artifacts,
+        "data_root": str(Path(data_root).resolve()), "runs_dir": str(Path(runs_dir).resolve()),
+        "device": device, "steps": steps, "workers": workers})
+    if out.ok:
+        return DryRunRow(**out.result)
     return DryRunRow(spec.model, spec.shape, spec.options_text(), " ".join(artifacts), 0, 0, 0, 0, 0,
-                     status="failed", message=f"process exited {proc.returncode}: "
-                                              f"{tail[-1] if tail else 'no output'}"[:300])
+                     status="failed", message=out.message)
 
 
-def _child(job_path: str) -> int:
-    job = json.loads(Path(job_path).read_text())
-    spec = RunSpec.from_dict(job["spec"])
-    row = dry_run_one(spec, job["artifacts"], Path(job["data_root"]), Path(job["runs_dir"]),
-                      job["device"], job["steps"], job["workers"])
-    Path(job["result"]).write_text(json.dumps(asdict(row)))
-    return 0
+def _child(job: dict) -> dict:
+    row = dry_run_one(RunSpec.from_dict(job["spec"]), job["artifacts"], Path(job["data_root"]),
+                      Path(job["runs_dir"]), job["device"], job["steps"], job["workers"])
+    return asdict(row)
 
 
 if __name__ == "__main__":
     import sys
 
-    sys.exit(_child(sys.argv[1]))
+    from gaitlib.runs.runner import child_main
+
+    sys.exit(child_main(_child))

@@ -1,13 +1,14 @@
 """Training the book's runs before its notebooks: which runs are planned, that the pool trains them
-into the cache the notebooks read, and that the costliest start first."""
+into the cache the notebooks read (a run on two workers too: torchrun, gloo), that the
+costliest start first, and that `gaitlib train` and the cache agree on a run's folder."""
 
 from __future__ import annotations
 
 from gaitlib.report import study
 from gaitlib.report.artifacts import ARTIFACTS
-from gaitlib.report.pretrain import planned_runs, pretrain, step_cost
-from gaitlib.report.runs import RunSpec, ensure_run
-from gaitlib.report.workers import Worker
+from gaitlib.runs.cache import RunSpec, ensure_run
+from gaitlib.runs.pool import Worker
+from gaitlib.runs.pretrain import planned_runs, pretrain, worker_plan
 
 
 def _notebook_specs(artifact_id: str, data: str, seeds=()) -> set[RunSpec]:
@@ -39,11 +40,14 @@ def test_planned_runs_leave_out_artifacts_the_data_cannot_serve():
     assert {s.shape for s in on_synthetic} == {"oumvlp"}
 
 
-def test_step_cost_orders_models_by_their_work():
-    small = step_cost(RunSpec.of("gaitset"))
-    large = step_cost(RunSpec.of("cstl", resolution=128))
-    assert 0 < small < large
-    assert small < step_cost(RunSpec.of("cstl")) < large
+def test_cpu_workers_take_the_most_work_first(tmp_path):
+    specs = [RunSpec.of("gaitset"), RunSpec.of("cstl", resolution=128), RunSpec.of("cstl")]
+    plan = worker_plan(specs, 2, tmp_path)
+    order = [r.need.spec for r in plan.runs]
+    assert order[0] == specs[1] and set(order) == set(specs)
+    costs = [r.need.cost for r in plan.runs]
+    assert costs == sorted(costs, reverse=True) and costs[-1] > 0
+    assert all(r.gpus == 1 for r in plan.runs)
 
 
 def test_pool_trains_into_the_cache_the_notebooks_read(tmp_path, capsys):
@@ -65,7 +69,7 @@ def test_pool_trains_into_the_cache_the_notebooks_read(tmp_path, capsys):
 
 
 def test_training_summary_says_where_the_time_went():
-    from gaitlib.report.pretrain import Trained, training_summary
+    from gaitlib.runs.pretrain import Trained, training_summary
 
     spec = RunSpec.of("gaitset")
     done = [Trained(spec, "trained", 30.0), Trained(spec, "trained", 10.0), Trained(spec, "cached"),
@@ -81,3 +85,47 @@ def test_a_spec_survives_its_json_form():
     spec = RunSpec.of("local3d", data="casia-b", seed=3, paths=["head", "torso"], blocks=[2])
     assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert spec.options_text() == "blocks=[2];paths=['head', 'torso']"
+
+
+def test_a_wide_run_trains_with_ddp_into_the_same_cache_folder(tmp_path, capsys):
+    """A run the plan gives two workers trains under torchrun (gloo on the CPU, P split over
+    the ranks) into the folder a notebook's one-process ensure_run looks in."""
+    from gaitlib.data.synthetic import generate
+    from gaitlib.training.rundir import trained_devices
+
+    generate(tmp_path / "data" / "synthetic-smoke", n_subjects=6, seed=1, workers=1, progress=False)
+    spec = RunSpec.of("gaitset", profile="smoke")
+    plan = worker_plan([spec], 2, tmp_path / "runs")
+    plan.runs[0].gpus = 2
+    workers = [Worker(f"w{i}", "cpu", {"OMP_NUM_THREADS": "1"}) for i in range(2)]
+    done = pretrain(plan, workers, tmp_path / "runs", tmp_path / "data", interval=0.5)
+    assert [d.status for d in done] == ["trained"], done
+    run = ensure_run(spec, tmp_path / "runs", tmp_path / "data", device="cpu", progress=False)
+    assert run.reused and run.evaluation
+    assert trained_devices(run.run_dir) == ["cpu, 2 processes"]
+    assert (tmp_path / "runs" / f"{run.run_dir.name}.log").is_file()
+    out = capsys.readouterr().out
+    assert "started gaitset[] seed 0 on w0+w1" in out and "[1/1]" in out and "\r" not in out
+
+
+def test_gaitlib_train_and_the_cache_share_a_run(tmp_path, capsys):
+    """A run `gaitlib train`-style settings left unfinished (device auto, the store by its
+    absolute path) is resumed by the cache, not refused; `gaitlib train` then finds that same
+    folder (finished: it refuses to replace it without --force)."""
+    from gaitlib.cli import main
+    from gaitlib.data.synthetic import generate
+    from gaitlib.runs.cache import resolve, run_dir_of
+    from gaitlib.training.trainer import train
+
+    store = tmp_path / "data" / "synthetic-smoke"
+    generate(store, n_subjects=6, seed=1, workers=1, progress=False)
+    spec = RunSpec.of("gaitpart", profile="smoke")
+    config = resolve(spec, tmp_path / "data", device="auto")
+    config.data.store = str(store.resolve())
+    first = train(config, run_dir_of(config, tmp_path / "runs"), stop_after=2, progress=False)
+    assert not first.finished
+    run = ensure_run(spec, tmp_path / "runs", tmp_path / "data", device="cpu", progress=False)
+    assert not run.reused and run.run_dir == first.run_dir and run.evaluation
+    assert main(["train", "--model", "gaitpart", "--data", str(store), "--profile", "smoke",
+                 "--runs-dir", str(tmp_path / "runs"), "--no-progress", "device=cpu"]) == 2
+    assert f"{run.run_dir} already holds a finished run" in capsys.readouterr().err

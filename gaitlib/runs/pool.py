@@ -1,11 +1,19 @@
 """The pool that runs notebooks and training runs in parallel: one :class:`Worker` per GPU, or
-CPU workers that split the cores, each with the environment of its processes."""
+CPU workers that split the cores, each with the environment of its processes.  A task may take
+several workers at once (a run on several GPUs, :func:`join`); :func:`run_in_order` starts the
+tasks in the order given, each as soon as enough workers are free."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+Task = TypeVar("Task")
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,14 @@ def check_gpus(gpus: Sequence[int | str]) -> None:
                          f"{count} GPU(s), ids 0-{count - 1}")
 
 
+def gpu_memory_gib(gpus: Sequence[int | str]) -> float:
+    """The memory of the smallest of these GPUs, in GiB (:func:`check_gpus` first)."""
+    import torch
+
+    return min(torch.cuda.get_device_properties(int(str(g).strip())).total_memory
+               for g in gpus) / 2**30
+
+
 # glibc's malloc hands blocks over its (dynamic) mmap threshold back to the kernel on free and
 # trims the heap top, so every training step faults its activations' pages in again: 7-15% of a
 # cpu-profile step went to system time (measured per model with getrusage, 1 thread).  Keeping
@@ -72,3 +88,48 @@ def cpu_workers(jobs: int | None = None) -> list[Worker]:
     threads = str(max(1, cores // jobs))
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **CPU_MALLOC}
     return [Worker(f"cpu{i}", "cpu", env) for i in range(jobs)]
+
+
+def join(workers: Sequence[Worker]) -> Worker:
+    """Several workers as one slot (a run on several GPUs): their GPUs visible together, in
+    order, so the run's ranks 0..n-1 map to them."""
+    if len(workers) == 1:
+        return workers[0]
+    env = dict(workers[0].env)
+    gpus = [w.env["CUDA_VISIBLE_DEVICES"] for w in workers if "CUDA_VISIBLE_DEVICES" in w.env]
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return Worker("+".join(w.name for w in workers), workers[0].device, env)
+
+
+def run_in_order(tasks: Sequence[Task], workers: Sequence[Worker],
+                 work: Callable[[Task, Worker], Result],
+                 width: Callable[[Task], int] = lambda task: 1) -> list[Result]:
+    """``work(task, slot)`` for every task, in parallel on ``workers``: in the order given, each
+    task starts as soon as ``width(task)`` workers are free (never before the task ahead of it,
+    so a wide task is not starved by narrow ones behind it); ``slot`` is those workers
+    :func:`join`-ed.  Results come back in the order of ``tasks``."""
+    free = list(workers)
+    changed = threading.Condition()
+    for task in tasks:
+        if width(task) > len(workers):
+            raise ValueError(f"a task needs {width(task)} workers; the pool has {len(workers)}")
+
+    def run(task: Task, taken: list[Worker]) -> Result:
+        try:
+            return work(task, join(taken))
+        finally:
+            with changed:
+                free.extend(taken)
+                free.sort(key=list(workers).index)
+                changed.notify_all()
+
+    futures = []
+    with ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:
+        for task in tasks:
+            n = width(task)
+            with changed:
+                changed.wait_for(lambda n=n: len(free) >= n)
+                taken, free[:] = free[:n], free[n:]
+            futures.append(pool.submit(run, task, taken))
+        return [f.result() for f in futures]

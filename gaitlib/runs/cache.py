@@ -26,12 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import gaitlib
-from gaitlib.training.config import TrainConfig
+from gaitlib.training.config import PRECISIONS, TrainConfig
 
 PACKAGE = Path(gaitlib.__file__).resolve().parent
-# Sources that cannot change a training or evaluation result: left out of the code version.
-NOT_IN_CODE_VERSION = ("report", "figures", "cli.py", "__main__.py")
+# Sources that cannot change a training or evaluation result (the pages, the runs layer that
+# schedules the runs, the command line): left out of the code version.
+NOT_IN_CODE_VERSION = ("report", "runs", "figures", "cli.py", "__main__.py")
 DATASETS = ("synthetic", "casia-b", "oumvlp")
+# `gaitlib reproduce --precision` tells its notebook processes the precision of their runs here.
+PRECISION_ENV = "GAITLIB_PRECISION"
 
 
 @cache
@@ -54,6 +57,7 @@ class RunSpec:
     ``resolution=128``); cheap profiles scale them (see ``gaitlib.training.recipes``).
     ``data`` is 'synthetic', 'casia-b' or 'oumvlp'; ``shape`` 'oumvlp' asks for the OU-MVLP
     setting (the OU-MVLP recipe; on synthetic data the OU-MVLP-shaped synthetic store).
+    ``precision``: the training arithmetic, '' for the recipe's (see :func:`resolve`).
     """
 
     model: str
@@ -62,12 +66,13 @@ class RunSpec:
     profile: str = "cpu"
     seed: int = 0
     shape: str = "casia-b"
+    precision: str = ""
 
     @classmethod
     def of(cls, model: str, data: str = "synthetic", profile: str = "cpu", seed: int = 0,
-           shape: str = "casia-b", **options: Any) -> RunSpec:
+           shape: str = "casia-b", precision: str = "", **options: Any) -> RunSpec:
         return cls(model, tuple(sorted((k, _frozen(v)) for k, v in options.items())), data,
-                   profile, seed, shape)
+                   profile, seed, shape, "" if precision == "recipe" else precision)
 
     @property
     def option_dict(self) -> dict[str, Any]:
@@ -81,12 +86,13 @@ class RunSpec:
         """The spec as JSON values (the options a dict); :meth:`from_dict` reads it back."""
         return {"model": self.model,
                 "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options},
-                "data": self.data, "profile": self.profile, "seed": self.seed, "shape": self.shape}
+                "data": self.data, "profile": self.profile, "seed": self.seed, "shape": self.shape,
+                "precision": self.precision}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
         return cls.of(raw["model"], data=raw["data"], profile=raw["profile"], seed=raw["seed"],
-                      shape=raw["shape"], **raw["options"])
+                      shape=raw["shape"], precision=raw.get("precision", ""), **raw["options"])
 
 
 def _frozen(value: Any) -> Any:
@@ -106,14 +112,30 @@ def store_path(data: str, data_root: str | os.PathLike, profile: str, shape: str
     return root / data
 
 
+def chosen_precision(spec: RunSpec) -> str:
+    """The precision ``spec`` trains in when it differs from its recipe's: the spec's own, else
+    the one ``gaitlib reproduce --precision`` hands its notebooks (:data:`PRECISION_ENV`), else
+    '' (the recipe's).  Only the paper profile may change it: the cheap profiles stay fp32."""
+    precision = spec.precision or os.environ.get(PRECISION_ENV, "")
+    precision = "" if precision == "recipe" else precision
+    if precision and precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; valid: recipe, {', '.join(PRECISIONS)}")
+    if precision and spec.profile != "paper":
+        raise ValueError(f"--precision {precision} applies to the paper profile; the "
+                         f"{spec.profile} profile trains in fp32")
+    return precision
+
+
 def resolve(spec: RunSpec, data_root: str | os.PathLike = "data", device: str = "auto",
             workers: int | None = None) -> TrainConfig:
-    """The full training config of ``spec``."""
+    """The full training config of ``spec``: its model's recipe for the profile and setting,
+    its options, store, seed and precision (:func:`chosen_precision`)."""
     from gaitlib.training import recipe
 
     dataset = "oumvlp" if spec.shape == "oumvlp" else "casia-b"
     config = recipe(spec.model, spec.profile, dataset, options=spec.option_dict,
                     real=spec.data == "casia-b")
+    config.precision = chosen_precision(spec) or config.precision
     if spec.data == "synthetic":  # the recipe's split names real subjects; a synthetic store has its own
         config.data.split = ""
     config.data.store = str(store_path(spec.data, data_root, spec.profile, spec.shape))
@@ -124,28 +146,22 @@ def resolve(spec: RunSpec, data_root: str | os.PathLike = "data", device: str = 
     return config
 
 
-def _result_fields(config: TrainConfig) -> dict[str, Any]:
-    from gaitlib.training.rundir import result_fields
-
-    flat = result_fields(json.loads(json.dumps(config.to_dict())))
-    flat.pop("data.store")  # the store's identity counts, not where it sits
-    flat.pop("device")  # a CPU and a GPU run of one config are the same experiment
-    return flat
-
-
 def run_key(config: TrainConfig) -> str:
-    """Hash of the result-determining config, the store's identity and the code version."""
-    from gaitlib.data.store import read_meta
+    """Hash of the result-determining config, the store's identity and the code version: the
+    fields the trainer's resume check compares (:func:`gaitlib.training.rundir.result_fields`),
+    so a run folder resumes whatever device, world size or store path resumes it."""
+    from gaitlib.training.rundir import result_fields, store_identity
 
-    meta = Path(config.data.store) / "meta.json"
-    if not meta.is_file():
-        raise FileNotFoundError(f"{config.data.store} is not a gaitlib store (no meta.json); "
-                                "create it with `gaitlib data synth` or `gaitlib data import`")
-    store_meta = read_meta(meta)
-    store_meta.pop("created", None)
-    payload = json.dumps({"config": _result_fields(config), "store": store_meta,
-                          "code": code_version()}, sort_keys=True, default=str)
+    payload = json.dumps({"config": result_fields(json.loads(json.dumps(config.to_dict()))),
+                          "store": store_identity(config.data.store), "code": code_version()},
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def run_dir_of(config: TrainConfig, runs_dir: str | os.PathLike = "runs") -> Path:
+    """The cache folder of a run: ``<runs_dir>/<model>-<key>`` (``gaitlib train`` writes there
+    too by default, so ``gaitlib reproduce`` finds what it trained)."""
+    return Path(runs_dir) / f"{config.model.name}-{run_key(config)}"
 
 
 @dataclass
@@ -206,20 +222,27 @@ def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
     """The finished run of ``spec``: reused from the cache, resumed, or trained now.
 
     Safe to call for the same spec from several processes or threads at once: one trains, the
-    others wait for it and reuse its result.
+    others wait for it and reuse its result.  Under torchrun (``WORLD_SIZE`` > 1) every rank
+    calls it and the run trains with DDP into the same folder; the trainer's main rank holds
+    the run's lock.
     """
+    import contextlib
+
     from gaitlib.training.rundir import is_finished, run_lock
     from gaitlib.training.trainer import train
 
     config = resolve(spec, data_root, device, workers)
-    run_dir = Path(runs_dir) / f"{spec.model}-{run_key(config)}"
+    run_dir = run_dir_of(config, runs_dir)
     start = time.perf_counter()
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
     # Notebooks run in parallel may ask for the same run: the second waits, then reuses it.
-    with run_lock(run_dir, wait=True):
+    with run_lock(run_dir, wait=True) if ranks == 1 else contextlib.nullcontext():
         reused = is_finished(run_dir)
         if not reused:
-            (run_dir.parent / f"{run_dir.name}.spec.json").write_text(
-                json.dumps(spec.to_dict(), indent=2, default=str) + "\n")
-            train(config, run_dir, progress=progress)
+            if int(os.environ.get("RANK", "0")) == 0:
+                run_dir.parent.mkdir(parents=True, exist_ok=True)
+                (run_dir.parent / f"{run_dir.name}.spec.json").write_text(
+                    json.dumps(spec.to_dict(), indent=2, default=str) + "\n")
+            train(config, run_dir, progress=progress, wait=True)
     evaluation = json.loads((run_dir / "eval.json").read_text())
     return Run(spec, config, run_dir, reused, time.perf_counter() - start, evaluation)
