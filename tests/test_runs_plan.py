@@ -36,14 +36,14 @@ def test_the_plan_covers_every_run_of_the_study_once():
 
 
 def test_every_caller_asks_the_plan():
-    from gaitlib.report.evidence import runs_needed
+    from gaitlib.report.hours import runs_needed
     from gaitlib.runs.dryrun import study_runs
     from gaitlib.runs.pretrain import planned_runs
 
     assert [(s, a) for s, a in study_runs(["cstl-t1", "local3d-t2"])] == \
         [(p.spec, list(p.artifacts)) for p in study_plan(["cstl-t1", "local3d-t2"],
                                                          every_setting=True)]
-    assert runs_needed("cstl-t2") == [("cstl", "oumvlp", {"variant": "oumvlp"})]
+    assert list(runs_needed(["cstl-t2"])) == [("cstl", "oumvlp", 'variant="oumvlp"')]
     assert planned_runs(["cstl-t3"], "cpu", "synthetic", extra_seeds=(1,)) == \
         [p.spec for p in study_plan(["cstl-t3"], "cpu", "synthetic", extra_seeds=(1,))]
     seeded = seeded_runs("cstl-t3", (1, 2), "cpu", "synthetic")
@@ -175,3 +175,38 @@ def test_precision_is_a_choice_for_the_paper_runs_only(monkeypatch):
     monkeypatch.delenv(PRECISION_ENV)
     run.config = resolve(spec)
     assert "precision" not in trained_on({"CSTL": run})
+
+
+class _Switchable:
+    """Estimates of a run that needs 100 GiB, or 10 GiB with the model's recompute switch."""
+
+    def __call__(self, spec, precision, recompute=False):
+        return {"peak_gib": 10.0 if recompute else 100.0, "tflop": 5.0 if recompute else 4.0}
+
+
+def test_a_run_no_card_holds_trains_with_the_models_recompute_switch(tmp_path):
+    from gaitlib.runs.budget import make_plan, offers_recompute
+
+    local = [p for p in study_plan(["local3d-t1"], every_setting=True)
+             if p.spec.model == "local3d"][:1]
+    gaitset = [p for p in study_plan(["local3d-t1"], every_setting=True)
+               if p.spec.model == "gaitset"][:1]
+    assert offers_recompute("local3d") and not offers_recompute("gaitset")
+    plan = make_plan(local, 1, 40.0, dry_run_csv=tmp_path / "none.csv", estimates=_Switchable())
+    need = plan.runs[0].need
+    assert need.recompute and need.peak_gib == 10.0 and "recompute" in need.memory_from
+    with pytest.raises(PlanError):  # no switch to turn: refused
+        make_plan(gaitset, 1, 40.0, dry_run_csv=tmp_path / "none.csv", estimates=_Switchable())
+
+
+def test_the_recompute_switch_reaches_the_model_and_not_the_run_key():
+    from gaitlib.runs.cache import resolve
+    from gaitlib.training.rundir import result_fields
+    from gaitlib.training.trainer import build_model
+
+    config = resolve(RunSpec.of("local3d", data="synthetic", profile="smoke"))
+    plain = result_fields(config.to_dict())
+    assert build_model(config, num_classes=4).recompute is False
+    config.recompute = True
+    assert result_fields(config.to_dict()) == plain  # the same run, so the same cache folder
+    assert build_model(config, num_classes=4).recompute is True

@@ -141,6 +141,7 @@ class RunNeed:
     memory_from: str
     hours_from: str
     cost: float = math.nan  # what orders the runs: hours, or TFLOP x iterations when not timed
+    recompute: bool = False  # trains with activation checkpointing (the model's memory switch)
 
     def gib_per_gpu(self, gpus: int) -> float:
         ddp = self.parameter_gib if gpus > 1 else 0.0
@@ -173,15 +174,16 @@ class Estimates:
             except (OSError, json.JSONDecodeError):
                 self.known = {}
 
-    def __call__(self, spec: RunSpec, precision: str) -> dict:
+    def __call__(self, spec: RunSpec, precision: str, recompute: bool = False) -> dict:
         from gaitlib.runs import memory
 
         spec = replace(spec, data=spec.shape, seed=0, precision="")
-        key = json.dumps([spec.to_dict(), precision, code_version(), _estimator_version()],
-                         sort_keys=True)
+        key = json.dumps([spec.to_dict(), precision, code_version(), _estimator_version()]
+                         + (["recompute"] if recompute else []), sort_keys=True)
         if key not in self.known:
             config = resolve(spec)
             config.precision = precision
+            config.recompute = recompute
             est = memory.estimate(config)
             self.known[key] = {"raw_peak_gib": est.peak_bytes / memory.GIB,
                                "tflop": est.flops / 1e12}
@@ -369,6 +371,9 @@ def make_plan(planned: Sequence[PlannedRun], devices: int, gpu_gib: float | None
             placed.append(Placed(need, 1))
             continue
         fitting = [n for n in need.widths(devices) if need.gib_per_gpu(n) <= gpu_gib]
+        if not fitting and offers_recompute(need.spec.model):
+            need = with_recompute(need, estimates, (memory_scale or {}).get(need.spec.model))
+            fitting = [n for n in need.widths(devices) if need.gib_per_gpu(n) <= gpu_gib]
         if fitting:
             placed.append(Placed(need, fitting[0]))
         else:
@@ -394,6 +399,25 @@ def make_plan(planned: Sequence[PlannedRun], devices: int, gpu_gib: float | None
         plan.notes.append(f"memory: peak per GPU + {CUDA_OVERHEAD_GIB} GiB (CUDA context, "
                           f"allocator); estimated rows: {CALIBRATION_NOTE}")
     return plan
+
+
+def offers_recompute(model: str) -> bool:
+    """Whether ``model`` has the activation-checkpointing switch (a ``recompute`` option)."""
+    from gaitlib.models import options
+
+    return "recompute" in options(model)
+
+
+def with_recompute(need: RunNeed, estimates: Estimates, scale: float | None = None) -> RunNeed:
+    """``need`` trained with the model's ``recompute`` switch on: the peak is the fake-tensor
+    estimate with recomputation (a measured row holds the run without it); the hours grow by the
+    estimated FLOPs of the recomputation."""
+    plain = estimates(need.spec, need.precision)
+    lean = estimates(need.spec, need.precision, recompute=True)
+    peak = lean["peak_gib"] * (scale if scale is not None else 1.0)
+    slower = lean["tflop"] / plain["tflop"] if plain["tflop"] else 1.0
+    return replace(need, peak_gib=peak, hours=need.hours * slower, cost=need.cost * slower,
+                   memory_from=f"estimated with recompute (x{slower:.2f} FLOPs)", recompute=True)
 
 
 def _widen(order: list[Placed], devices: int, gpu_gib: float, total: float) -> float:

@@ -218,13 +218,15 @@ class Run:
 
 def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
                data_root: str | os.PathLike = "data", device: str = "auto",
-               workers: int | None = None, progress: bool = True) -> Run:
+               workers: int | None = None, progress: bool = True,
+               recompute: bool = False) -> Run:
     """The finished run of ``spec``: reused from the cache, resumed, or trained now.
 
     Safe to call for the same spec from several processes or threads at once: one trains, the
     others wait for it and reuse its result.  Under torchrun (``WORLD_SIZE`` > 1) every rank
     calls it and the run trains with DDP into the same folder; the trainer's main rank holds
-    the run's lock.
+    the run's lock.  ``recompute`` trains with activation checkpointing where the model offers
+    it (the plan's choice for a run too large for its cards; the run and its results are the same).
     """
     import contextlib
 
@@ -232,6 +234,7 @@ def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
     from gaitlib.training.trainer import train
 
     config = resolve(spec, data_root, device, workers)
+    config.recompute = recompute
     run_dir = run_dir_of(config, runs_dir)
     start = time.perf_counter()
     ranks = int(os.environ.get("WORLD_SIZE", "1"))

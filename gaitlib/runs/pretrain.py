@@ -97,7 +97,8 @@ def pretrain(runs: Plan | Sequence[RunSpec], workers: Sequence,
                                            placed.hours, time.monotonic(), slot.name), placed)
         out = run_child("gaitlib.runs.pretrain",
                         {"spec": spec.to_dict(), "device": slot.device, "runs_dir": str(runs_dir),
-                         "data_root": str(data_root)}, slot.env,
+                         "data_root": str(data_root), "recompute": placed.need.recompute},
+                        slot.env,
                         log=runs_dir / f"{run_dir.name}.log", processes=placed.gpus)
         done = Trained(spec, "trained" if out.ok else "failed", out.seconds, out.message)
         board.finished(run_dir.name, f"{describe(spec)}: {done.status} "
@@ -126,7 +127,7 @@ def _train(job: dict) -> dict:
 
     try:
         run = ensure_run(RunSpec.from_dict(job["spec"]), job["runs_dir"], job["data_root"],
-                         job["device"], progress=False)
+                         job["device"], progress=False, recompute=job.get("recompute", False))
     finally:
         shutdown()
     return {"run_dir": str(run.run_dir), "reused": run.reused}

@@ -123,6 +123,10 @@ class TrainConfig:
     # torch.compile mode for the training model ('' = eager): pays on GPUs for long runs; on the
     # CPU it added little (see bench/train.py) and its compile time dwarfs a cpu-profile run.
     compile: str = ""
+    # Activation checkpointing where the model offers it (a ``recompute`` attribute: 3D Local):
+    # less memory for more time, the same results. The plan turns it on for a run that fits no
+    # card without it (gaitlib.runs.budget); the cheap profiles leave it off.
+    recompute: bool = False
     # DDP: every BatchNorm normalises with the global batch's statistics (SyncBatchNorm on CUDA,
     # gaitlib's all-reduce BatchNorm with gloo on the CPU).
     sync_bn: bool = True
@@ -142,7 +146,8 @@ class TrainConfig:
 
 # Fields that do not change what a run computes: a resumed run may differ in these.
 NON_RESULT_KEYS = ("workers", "log_every", "keep_checkpoints", "eval.sequences_per_batch",
-                   "data.on_device", "compile", "checkpoint_minutes")
+                   "data.on_device", "compile", "checkpoint_minutes",
+                   "recompute")
 
 
 def flat_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:

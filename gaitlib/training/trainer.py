@@ -123,7 +123,10 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     opts = dict(config.model.options)
     if "num_classes" in options(config.model.name) and "num_classes" not in opts:
         opts["num_classes"] = num_classes
-    return build(config.model.name, **opts)
+    model = build(config.model.name, **opts)
+    if config.recompute and hasattr(model, "recompute"):  # a memory switch, not a result
+        model.recompute = True
+    return model
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
