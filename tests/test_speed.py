@@ -115,10 +115,14 @@ def test_bf16_autocast_on_cpu_is_close_to_fp32():
 
 
 def test_bf16_channels_last_training_resumes_bit_identically(store, tmp_path):
+    # oneDNN's bf16 kernels on CPUs with AVX512-BF16 are not run-to-run deterministic (two
+    # uninterrupted runs differ from the first iteration), so the check of resume runs on
+    # PyTorch's own kernels; bf16 is a GPU setting, the cpu profile stays fp32.
     config = tiny(store, extra=["precision=bf16", "channels_last=true", "log_every=1"])
-    whole = train(config, tmp_path / "whole", progress=False)
-    train(config, tmp_path / "part", stop_after=2, progress=False)
-    train(config, tmp_path / "part", progress=False)
+    with torch.backends.mkldnn.flags(enabled=False):
+        whole = train(config, tmp_path / "whole", progress=False)
+        train(config, tmp_path / "part", stop_after=2, progress=False)
+        train(config, tmp_path / "part", progress=False)
     assert whole.finished
     logs = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
             for d in ("whole", "part")]
