@@ -87,6 +87,8 @@ def test_mste_off_is_frame_level_only():
     a, b = CSTL(mste=False, num_classes=3), CSTL(scales=("frame",), num_classes=3)
     assert models.count_parameters(a) == models.count_parameters(b)
     assert a.scales == ("frame",) and not hasattr(a.mste, "short_term")
+    with pytest.raises(ValueError, match="mste=False keeps the frame-level features only"):
+        CSTL(mste=False, scales=("short", "long"), num_classes=3)
 
 
 # --------------------------------------------------------------------------- shapes

@@ -715,10 +715,13 @@ def test_paths_stay_on_the_map_with_volume_and_gradient_through_200_adam_steps()
 
     first = step().item()
     moved = {}
+    losses = []
     for _ in range(199):
         opt.step()
-        last = step().item()
-    assert last < first  # it trained
+        losses.append(step().item())
+    # it trained: one step's loss swings (0.3-1.9 over the last steps, the exact path depends on
+    # the CPU's vector kernels), the mean of the last 20 is well below the first
+    assert sum(losses[-20:]) / 20 < first
     for b, block in model.local.items():  # every path still passes a gradient to its offsets
         for i, name in enumerate(block.parts):
             g = block.localization.fc_weight.grad[i]

@@ -236,3 +236,10 @@ def test_focal_conv_pads_at_strip_borders():
     torch.nn.init.ones_(conv.weight)
     out = conv(torch.ones(1, 1, 4, 3))  # 2 strips of 2 rows: no row has 3 rows of support
     assert out[0, 0, :, 1].tolist() == [6.0, 6.0, 6.0, 6.0]
+
+
+def test_focal_conv_refuses_a_height_its_strips_do_not_divide():
+    conv = FocalConv2d(1, 1, 3, halving=2)
+    assert conv(torch.ones(1, 1, 8, 3)).shape == (1, 1, 8, 3)
+    with pytest.raises(ValueError, match="height 6 is not divisible into 4"):
+        conv(torch.ones(1, 1, 6, 3))  # split(1) would give six strips, not four

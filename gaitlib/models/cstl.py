@@ -247,6 +247,9 @@ class CSTL(nn.Module):
         if unknown or not scales:
             raise ValueError(f"scales must be a non-empty subset of {SCALES}, got {scales!r}")
         if not mste:  # Table 3's baseline: P as is
+            if tuple(scales) not in (SCALES, ("frame",)):
+                raise ValueError(f"mste=False keeps the frame-level features only; scales="
+                                 f"{tuple(scales)!r} asks for MSTE's temporal scales")
             scales = ("frame",)
         cfg = VARIANTS[variant]
         ch = tuple(channels) if channels is not None else cfg["channels"]

@@ -60,6 +60,9 @@ class FocalConv2d(BasicConv2d):
         if self.halving == 0:
             return super().forward(x)
         conv = super().forward
+        if x.shape[2] % 2**self.halving:
+            raise ValueError(f"FConv: feature height {x.shape[2]} is not divisible into "
+                             f"{2**self.halving} horizontal strips (halving={self.halving})")
         strip = x.shape[2] // 2**self.halving
         return torch.cat([conv(z) for z in x.split(strip, dim=2)], dim=2)
 
