@@ -20,7 +20,7 @@ from tests.conftest import make_store
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(profile="huge"), "profile='huge' is not valid; valid: smoke, cpu, paper"),
+    (dict(profile="huge"), "profile='huge' is not valid; valid: smoke, cpu, cpu-long, paper"),
     (dict(data="kitti"), "data='kitti' is not valid; valid: synthetic, casia-b, oumvlp"),
     (dict(device="gpu"), "device='gpu' is not valid; valid: auto, cpu, cuda"),
     (dict(seed="1"), "seed='1' is not valid; expected an integer"),

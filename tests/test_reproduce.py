@@ -62,7 +62,7 @@ def test_unknown_names_list_valid_ones(tmp_path, capsys):
     listed = r"unknown artifact id\(s\) cstl-t9; valid: synthetic-data, .*scorecard"
     with pytest.raises(ValueError, match=listed):
         reproduce(only=["cstl-t3", "cstl-t9"], data_root=tmp_path, build=False)
-    with pytest.raises(ValueError, match="valid: smoke, cpu, paper"):
+    with pytest.raises(ValueError, match="valid: smoke, cpu, cpu-long, paper"):
         reproduce(profile="huge", data_root=tmp_path, build=False)
     with pytest.raises(ValueError, match="valid: synthetic, casia-b, oumvlp"):
         reproduce(data="kitti", data_root=tmp_path, build=False)
@@ -271,6 +271,14 @@ def test_a_cheaper_rebuild_keeps_a_more_faithful_page(tmp_path):
     nb.metadata["papermill"]["parameters"] = {"data": "synthetic", "profile": "smoke"}
     nbformat.write(nb, page)
     assert more_faithful_published(page, cheap, "cstl-t3") == ""
+    # a cpu-long page replaces a cpu page and is never replaced by one
+    nb.metadata["papermill"]["parameters"] = {"data": "casia-b", "profile": "cpu"}
+    nbformat.write(nb, page)
+    assert more_faithful_published(page, {"data": "casia-b", "profile": "cpu-long"}, "cstl-t3") == ""
+    nb.metadata["papermill"]["parameters"] = {"data": "casia-b", "profile": "cpu-long"}
+    nbformat.write(nb, page)
+    assert more_faithful_published(page, {"data": "casia-b", "profile": "cpu"}, "cstl-t3") == \
+        "casia-b/cpu-long"
 
 
 # --- GPUs that are not there -----------------------------------------------------------------------

@@ -16,8 +16,8 @@ SUBJECTS = tuple(f"{i:03d}" for i in range(1, 9))
 CONDITIONS = ("nm-01", "nm-02", "nm-05", "bg-01", "cl-01")
 
 
-def _run(data_root: Path, model: str = "gaitgl", **options) -> Run:
-    spec = RunSpec.of(model, data="synthetic", profile="cpu", **options)
+def _run(data_root: Path, model: str = "gaitgl", profile: str = "cpu", **options) -> Run:
+    spec = RunSpec.of(model, data="synthetic", profile=profile, **options)
     config = resolve(spec, data_root)
     return Run(spec, config, data_root / "run", True, 0.0, {"n_subjects": 4})
 
@@ -47,6 +47,11 @@ def test_the_scale_comes_from_the_runs(data_root):
     assert "scored on all 4 test subjects, the first 10 frames of each sequence" in note
     assert "Chance, a random pick among the gallery subjects, is 25.0%" in note
     assert "they do not estimate the papers'" in note
+    # cpu-long trains model families for different budgets: the note says which row had which
+    mixed = scale.scale_note({"GaitGL": _run(data_root, profile="cpu-long"),
+                              "3D Local": _run(data_root, "local3d", profile="cpu-long"),
+                              "CSTL": _run(data_root, "cstl", profile="cpu-long")})
+    assert "(cpu-long profile): 1,000 / 200 iterations (GaitGL, CSTL / 3D Local) of" in mixed
 
 
 def test_tables_carry_chance_and_the_gei_baseline(data_root):

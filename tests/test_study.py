@@ -431,10 +431,10 @@ def _ablation_records(mean: float) -> list[dict]:
 
 
 def test_recorded_puts_real_data_and_the_paper_profile_first(tmp_path):
-    order = [("casia-b", "paper"), ("casia-b", "cpu"), ("synthetic", "paper"),
+    order = [("casia-b", "paper"), ("casia-b", "cpu-long"), ("casia-b", "cpu"), ("synthetic", "paper"),
              ("synthetic", "cpu"), ("synthetic", "smoke")]
     # Written in an order that matches neither the expected one nor the file names' order.
-    for data, profile in (order[3], order[1], order[4], order[0], order[2]):
+    for data, profile in (order[4], order[2], order[5], order[0], order[3], order[1]):
         _write(tmp_path, _entry("cstl-t3", data, profile, []))
     got = [(e["data"], e["profile"]) for e in records.recorded(tmp_path, "cstl-t3")]
     assert got == order
@@ -537,3 +537,37 @@ def test_every_study_name_the_notebooks_call_exists():
     names = {n for nb in notebooks for n in re.findall(r"\bstudy\.([A-Za-z_]+)", nb.read_text())}
     assert {"runs_for", "show", "record", "other_results"} <= names
     assert sorted(n for n in names if not hasattr(study, n)) == []
+
+
+def test_learning_curves_come_from_the_most_faithful_record_with_points(tmp_path):
+    from gaitlib.figures import plot_learning_curves
+    from gaitlib.report.curves import learning_curves
+
+    assert learning_curves(tmp_path).empty
+    main = [{"method": m, "setting": "", "condition": c, "reproduced": 10.0, "reported": r}
+            for m, r in (("Ours", 97.0), ("GaitSet", 95.0)) for c in ("NM", "BG", "CL")]
+    curve = [{"iteration": it, "rank1": {"NM": v, "BG": v - 5, "CL": v - 10}}
+             for it, v in ((100, 20.0), (400, 40.0))]
+    runs = {"Ours": {"model": "gaitmm"}, "GaitSet": {"model": "gaitset"}}
+    _write(tmp_path, _entry("gaitmm-t1", "casia-b", "cpu", main))  # no curves: not used
+    _write(tmp_path, {**_entry("gaitmm-t1", "synthetic", "cpu-long", main), "runs": runs,
+                      "test_subjects": 50, "curves": {"Ours": curve, "GaitSet": curve[:1]}})
+    # the same GaitSet run in another main table is taken once
+    cstl = [{"method": "GaitSet", "setting": "64x44", "condition": "NM", "reproduced": 1.0,
+             "reported": 95.0}]
+    _write(tmp_path, {**_entry("cstl-t1", "synthetic", "cpu-long", cstl),
+                      "runs": {"GaitSet (64x44)": {"model": "gaitset"}},
+                      "curves": {"GaitSet (64x44)": curve}})
+    found = learning_curves(tmp_path)
+    assert found.sources == ("gaitmm-t1 (synthetic-cpu-long)",) and found.test_subjects == 50
+    mm = found.points[found.points["model"] == "GaitMM"]
+    assert sorted(mm["iteration"].unique()) == [100, 400] and len(mm) == 6
+    assert mm.set_index(["iteration", "condition"]).loc[(400, "CL"), "rank1"] == 30.0
+    assert len(found.points[found.points["model"] == "GaitSet"]) == 3
+    assert found.reported.set_index(["model", "condition"]).loc[("GaitMM", "NM"), "rank1"] == 97.0
+    fig = plot_learning_curves(found.points, found.reported)
+    try:
+        assert [ax.get_title() for ax in fig.axes] == ["NM", "BG", "CL"]
+        assert len(fig.axes[0].lines) == 4  # two curves and two reported lines
+    finally:
+        plt.close(fig)

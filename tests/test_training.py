@@ -117,8 +117,28 @@ def test_paper_recipes_follow_the_published_configs():
             assert cheap.schedule.iterations < 1000
 
 
+def test_cpu_long_trains_the_cpu_shapes_longer_and_curves_only_main_runs():
+    for model, iterations in (("cstl", 1000), ("gaitgl", 1000), ("gaitmm", 400), ("local3d", 200)):
+        cpu, long = recipe(model, "cpu"), recipe(model, "cpu-long")
+        assert long.schedule.iterations == iterations >= 3 * cpu.schedule.iterations
+        assert long.schedule.milestones == [iterations * 3 // 4]
+        # the shapes and the test stay the cpu profile's
+        assert (long.model.options, long.data.resolution, long.sampling) == \
+            (cpu.model.options, cpu.data.resolution, cpu.sampling)
+        assert (long.eval.max_subjects, long.eval.max_frames) == (0, cpu.eval.max_frames)
+        assert long.eval.curve == [iterations // 4, iterations // 2, iterations * 3 // 4]
+        assert cpu.eval.curve == []
+    assert recipe("cstl", "cpu-long", options={"aggregation": "max"}).eval.curve == []
+
+
+@pytest.mark.parametrize("points", ["[0]", "[6]", "[2,9]"])
+def test_curve_points_must_lie_inside_the_run(store, points):
+    with pytest.raises(ConfigError, match=r"eval.curve=.* out of range; valid: iterations between"):
+        tiny_config(store, extra=[f"eval.curve={points}"])
+
+
 def test_recipe_names_are_checked():
-    with pytest.raises(ValueError, match="valid: smoke, cpu, paper"):
+    with pytest.raises(ValueError, match="valid: smoke, cpu, cpu-long, paper"):
         recipe("gaitgl", "huge")
     with pytest.raises(ValueError, match="available: .*gaitgl.*gaitpart.*gaitset") as err:
         recipe("gaitxx", "cpu")
@@ -229,6 +249,31 @@ def test_run_directory_records_and_protects_a_finished_run(store, tmp_path):
     stamp = (run / "results.json").stat().st_mtime_ns
     train(config, run, force=True, progress=False)
     assert (run / "results.json").stat().st_mtime_ns != stamp
+
+
+def test_learning_curve_points_leave_the_training_unchanged(store, tmp_path):
+    """A run scoring the test set at iterations 2 and 4 ends where one scoring only its end
+    does, and logs each point; a resume from iteration 4 keeps the points up to it only."""
+    scored = ["eval.enabled=true", "eval.bootstrap=20"]
+    # GaitGL: batch norms, whose running statistics a test pass in training mode would move
+    plain = train(tiny_config(store, "gaitgl", scored), tmp_path / "plain", progress=False)
+    curved_config = tiny_config(store, "gaitgl", [*scored, "eval.curve=[2,4]"])
+    curved = train(curved_config, tmp_path / "curved", progress=False)
+    a, b = final_state(tmp_path / "plain"), final_state(tmp_path / "curved")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert curved.evaluation.table.equals(plain.evaluation.table)
+    points = [json.loads(line) for line in (tmp_path / "curved" / "curve.jsonl").read_text().splitlines()]
+    assert [p["iteration"] for p in points] == [2, 4]
+    assert set(points[0]["rank1"]) == {"NM", "BG", "CL"}
+    # interrupted after iteration 5 (past the last point): the resume drops nothing it needs
+    part = tmp_path / "part"
+    train(curved_config, part, stop_after=5, progress=False)
+    with (part / "curve.jsonl").open("a") as log:  # a point past the checkpoint at 4
+        log.write(json.dumps({"iteration": 5, "rank1": {"NM": 0.0}}) + "\n")
+    train(curved_config, part, progress=False)
+    again = [json.loads(line) for line in (part / "curve.jsonl").read_text().splitlines()]
+    assert [p["iteration"] for p in again] == [2, 4]
+    assert [p["rank1"] for p in again] == [p["rank1"] for p in points]
 
 
 def test_interrupted_run_with_another_config_is_refused(store, tmp_path):

@@ -208,3 +208,47 @@ def plot_accuracy_vs_parameters(df: pd.DataFrame, *, title: str = "", ax=None,
     if title:
         ax.set_title(title)
     return fig
+
+
+def plot_learning_curves(curves: pd.DataFrame, reported: pd.DataFrame | None = None, *,
+                         title: str = "") -> Figure:
+    """Rank-1 against training iterations, one panel per condition (NM, BG, CL) and one line per
+    model, with each model's reported number as a dashed line of its colour at the right edge.
+
+    ``curves``: columns model, iteration, condition, rank1 (one row per scored point);
+    ``reported``: columns model, condition, rank1 (the paper's numbers; models absent from
+    ``curves`` are ignored)."""
+    missing = [c for c in ("model", "iteration", "condition", "rank1") if c not in curves.columns]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}; got {list(curves.columns)}")
+    if curves.empty:
+        raise ValueError("no learning-curve points to plot")
+    conditions = list(dict.fromkeys(curves["condition"]))
+    models = list(dict.fromkeys(curves["model"]))
+    colours = identity_colours(models)
+    fig, axes = plt.subplots(1, len(conditions), figsize=(3.4 * len(conditions), 3.6),
+                             sharey=True, layout="constrained", squeeze=False)
+    for ax, condition in zip(axes[0], conditions, strict=True):
+        for model in models:
+            rows = curves[(curves["model"] == model) & (curves["condition"] == condition)]
+            rows = rows.sort_values("iteration")
+            ax.plot(rows["iteration"], rows["rank1"], "o-", color=colours[model], markersize=3,
+                    linewidth=1.2, label=model)
+            if reported is not None:
+                ref = reported[(reported["model"] == model) & (reported["condition"] == condition)]
+                for value in ref["rank1"]:
+                    ax.axhline(value, color=colours[model], linestyle="--", linewidth=0.8,
+                               alpha=0.7)
+        ax.set_title(condition)
+        ax.set_xlabel("training iterations")
+        ax.set_ylim(0, 100)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("rank-1 accuracy (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if reported is not None and not reported.empty:
+        handles.append(Line2D([], [], color="0.3", linestyle="--", linewidth=0.8))
+        labels.append("reported (paper)")
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -15,9 +15,10 @@ A reproduced delta *agrees* with the paper's claim when it has the paper's sign,
 0 and it exceeds two seed SDs of a delta; it *opposes* it when all that holds with the opposite
 sign; otherwise it leaves the claim *unresolved* (including every record without seeds, where
 training noise is unknown).  Only at the paper's scale (``profile='paper'``) do these read as
-verdicts on the claim, **supported** / **contradicted**; at a cheap profile a few dozen
-iterations say what early training does, so the words say what was seen: "same sign as the
-paper, beyond seed noise" (:func:`verdict_words`), and the pages add the iterations.
+verdicts on the claim, **supported** / **contradicted**; at a cheap profile (60 to 1,000
+iterations) the runs say what training far from convergence does, so the words say what was
+seen: "same sign as the paper, beyond seed noise" (:func:`verdict_words`), and the pages add the
+iterations.
 
 Only the paper's own components are claims: rows of another model in an ablation table (CSTL
 Table 3's GaitSet and GaitPart) are shown on the page but not scored here, since no paper claims
@@ -35,7 +36,7 @@ from gaitlib.report.artifacts import ARTIFACT_IDS, artifact
 
 CONDITIONS = ("NM", "BG", "CL", "Mean")
 OUTCOMES = ("agrees", "opposes", "unresolved")
-# What an outcome means, at the paper's scale and at a cheap one (a few dozen iterations).
+# What an outcome means, at the paper's scale and at a cheap one (60 to 1,000 iterations).
 PAPER_SCALE_WORDS = {"agrees": "supported", "opposes": "contradicted", "unresolved": "unresolved"}
 CHEAP_WORDS = {"agrees": "same sign as the paper, beyond seed noise",
                "opposes": "opposite sign to the paper, beyond seed noise",

@@ -190,9 +190,9 @@ def paired_note(table: pd.DataFrame) -> str:
                  f"{2 * line['seed SD of delta']:.1f}: **{line['verdict']}**"
                  f"{', ' + scale if scale else ''}.")
     if profile != "paper":
-        text += (" A few dozen iterations show how early training responds to each switch, not "
-                 "whether the paper's converged numbers hold: only paper-scale runs can support "
-                 "or contradict its claims.")
+        text += (" Runs this short (see the scale above) show how each switch changes training "
+                 "far from convergence, not whether the paper's converged numbers hold: only "
+                 "paper-scale runs can support or contradict its claims.")
     return text
 
 

@@ -48,10 +48,16 @@ def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
            if data != "synthetic" and stores else {}),
         "recorded": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
         "runs": {k: {"dir": r.run_dir.name, "model": r.spec.model, "options": r.spec.option_dict,
-                     "iterations": r.config.schedule.iterations, "devices": r.devices()}
+                     "iterations": r.config.schedule.iterations, "devices": r.devices(),
+                     "test_subjects": r.evaluation.get("n_subjects")}
                  for k, r in runs.items()},
+        # the number of test subjects scored (the same for every run of a table)
+        "test_subjects": max((r.evaluation.get("n_subjects") or 0 for r in runs.values()), default=0),
         "table": json.loads(table.reset_index().to_json(orient="records")),
     }
+    curves = {k: r.curve() for k, r in runs.items()}
+    if any(curves.values()):  # learning curves of the runs that recorded them (cpu-long)
+        payload["curves"] = {k: c for k, c in curves.items() if c}
     if "paired" in table.attrs:  # ablations: per row and condition delta, delta_ci, seed_sd
         payload["paired"] = table.attrs["paired"]
     if "seeds" in table.attrs:  # the seeds behind seed_sd
@@ -65,12 +71,12 @@ def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
 
 
 FAITHFULNESS = {"data": {"casia-b": 2, "oumvlp": 2, "synthetic": 0},
-                "profile": {"paper": 2, "cpu": 1, "smoke": 0}}
+                "profile": {"paper": 3, "cpu-long": 2, "cpu": 1, "smoke": 0}}
 
 
 def recorded(results_dir: str | os.PathLike, artifact_id: str) -> list[dict]:
     """Every recorded result of an artifact, most faithful first (real data over synthetic,
-    then paper over cpu over smoke)."""
+    then paper over cpu-long over cpu over smoke)."""
     folder = Path(results_dir) / artifact_id
     found = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     return sorted(found, key=lambda r: (-FAITHFULNESS["data"].get(r["data"], 0),

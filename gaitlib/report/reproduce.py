@@ -39,9 +39,9 @@ from gaitlib.report.results import PUBLISH_ENV
 from gaitlib.runs.cache import PRECISION_ENV, store_path
 from gaitlib.runs.plan import DATASET_NAMES, skip_reason
 from gaitlib.runs.pool import Worker, check_gpus, cpu_workers, gpu_memory_gib, gpu_workers
+from gaitlib.training.recipes import PROFILES
 
 REPO = Path(__file__).resolve().parents[2]
-PROFILES = ("smoke", "cpu", "paper")
 DATASETS = ("synthetic", "casia-b", "oumvlp")
 KERNEL = "gaitlib"
 SHAPES = ("casia-b", "oumvlp")  # the layouts a run can need (see RunSpec.shape)
@@ -51,9 +51,11 @@ SHAPES = ("casia-b", "oumvlp")  # the layouts a run can need (see RunSpec.shape)
 SYNTH_OPTIONS = {
     ("smoke", "casia-b"): dict(n_subjects=8, views=("000", "054", "090", "126", "180")),
     ("cpu", "casia-b"): dict(n_subjects=100),
+    ("cpu-long", "casia-b"): dict(n_subjects=100),
     ("paper", "casia-b"): dict(n_subjects=100),
     ("smoke", "oumvlp"): dict(n_subjects=8),
     ("cpu", "oumvlp"): dict(n_subjects=100),
+    ("cpu-long", "oumvlp"): dict(n_subjects=100),
     ("paper", "oumvlp"): dict(n_subjects=100),
 }
 
@@ -225,7 +227,7 @@ def _faithfulness(parameters: dict) -> tuple[int, int, int]:
 def more_faithful_published(published: Path, parameters: dict, notebook_id: str) -> str:
     """A description ('<data>/<profile>', plus 'N seeds' when seeds decide) when ``published`` is
     an artifact page made from more faithful data, a more faithful profile (real data over
-    synthetic, then paper over cpu over smoke) or, with both equal, more seeds than
+    synthetic, then paper over cpu-long over cpu over smoke) or, with both equal, more seeds than
     ``parameters``; else ''.  A cheap rebuild never replaces a result that took a GPU, real data
     or extra seeds."""
     if notebook_id not in ARTIFACT_IDS or not published.is_file():

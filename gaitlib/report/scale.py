@@ -1,7 +1,8 @@
 """The scale a page's numbers were made at, said above its first table, and the floor under them.
 
-A cpu-profile run trains for a few dozen iterations at half resolution and is tested on part of
-the test set; a reader needs those facts before the numbers, not in a note at the end.
+A cheap-profile run trains for 60 (cpu) to 1,000 (cpu-long) iterations at half resolution and
+is tested on part of each test sequence; a reader needs those facts before the numbers, not in a
+note at the end.
 :func:`scale_note` states, from the runs themselves: iterations, batch, learning rate, the input
 size that actually ran (a row the paper runs at 64x44 ran at 32x22 at the cpu profile), the
 training subjects, the test subjects and frames per sequence actually scored, and chance.
@@ -91,10 +92,15 @@ def scale_note(runs: dict[str, Run]) -> str:
     tested = (f"all {first.all_test_subjects} test subjects" if first.test_subjects >= first.all_test_subjects
               else f"the first {_one(s.test_subjects for s in scales)} of the "
                    f"{first.all_test_subjects} test subjects")
+    budgets = {}  # iterations -> the rows trained that long (a main table mixes model families)
+    for key, s in zip(runs, scales, strict=True):
+        budgets.setdefault(s.iterations, []).append(key)
+    iterations = " / ".join(f"{n:,}" for n in budgets) + " iterations" + (
+        "" if len(budgets) == 1 else f" ({' / '.join(', '.join(k) for k in budgets.values())})")
     frames = "every frame of each sequence" if not first.test_frames else \
         f"the first {_one(s.test_frames for s in scales)} frames of each sequence"
     text = (f"**Scale of this page's runs** ({_one(s.profile for s in scales)} profile): "
-            f"{_one(f'{s.iterations:,}' for s in scales)} iterations of (P, K) = "
+            f"{iterations} of (P, K) = "
             f"{_one(f'({s.p}, {s.k})' for s in scales)} batches of "
             f"{_one(s.clip_frames for s in scales)}-frame clips, {first.optimizer.capitalize()} at "
             f"learning rate {_one(f'{s.lr:g}' for s in scales)}; input {ran}; trained on "

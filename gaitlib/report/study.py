@@ -89,8 +89,11 @@ __all__ = [
 PROFILE_NOTES = {
     "smoke": "the smoke profile (a few iterations, a tiny test): plumbing only, the numbers "
              "mean nothing",
-    "cpu": "the cpu profile: half the papers' input resolution and channel widths and a few dozen "
+    "cpu": "the cpu profile: half the papers' input resolution and channel widths and 60 "
            "iterations (the exact scale is stated below)",
+    "cpu-long": "the cpu-long profile: the cpu profile's half resolution and channel widths, "
+                "trained 3-17x longer (200 to 1,000 iterations) and tested on every test "
+                "subject (the exact scale is stated below)",
     "paper": "the papers' recipes (iterations, batches, resolutions)",
 }
 DATA_NOTES = {

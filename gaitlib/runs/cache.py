@@ -203,6 +203,19 @@ class Run:
         ckpt.load_model_state(model, ckpt.load_checkpoint(latest, device), self.config, latest)
         return model.to(device).eval()
 
+    def curve(self) -> list[dict]:
+        """The run's learning curve: test-set rank-1 (Mean per condition, in %) at each
+        ``eval.curve`` iteration and at the end, ``[{"iteration", "rank1": {cond: value}}]``;
+        empty for a run that scored only its end."""
+        from gaitlib.training.rundir import CURVE, read_metrics
+
+        points = [{"iteration": p["iteration"], "rank1": p["rank1"]}
+                  for p in read_metrics(self.run_dir, CURVE)]
+        if not points:
+            return []
+        final = self.result().table["Mean"].round(4).to_dict()
+        return [*points, {"iteration": self.config.schedule.iterations, "rank1": final}]
+
     def devices(self) -> list[str]:
         """The device(s) the run trained on, from its environment records (see
         :func:`gaitlib.training.rundir.trained_devices`)."""

@@ -150,6 +150,10 @@ def validate(config: TrainConfig) -> None:
           "an integer >= 1")
     for key, value in (("eval.max_frames", e.max_frames), ("eval.max_subjects", e.max_subjects)):
         _need(value >= 0, key, value, "an integer >= 0 (0: all)")
+    for point in e.curve:
+        _need(0 < point < c.schedule.iterations, "eval.curve", e.curve,
+              f"iterations between 1 and schedule.iterations - 1 ({c.schedule.iterations - 1}); "
+              "the last iteration is always scored")
 
     _choice("precision", c.precision, PRECISIONS)
     _choice("compile", c.compile, COMPILE_MODES)

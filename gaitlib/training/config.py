@@ -99,6 +99,9 @@ class EvalConfig:
     sequences_per_batch: int = 4
     max_frames: int = 0  # >0: test on the first N frames of each sequence (cheap profiles)
     max_subjects: int = 0  # >0: test on the first N test subjects only (cheap profiles)
+    # Iterations before the last at which the test set is also scored, the same way as at the
+    # end (a learning curve, in the run's curve.jsonl); the training is unchanged.
+    curve: list[int] = field(default_factory=list)
     # Feature-extraction precision (fp32 | bf16 | fp16): test features stay fp32 unless a
     # lower precision is shown to give the same rank-1.
     precision: str = "fp32"
@@ -147,7 +150,7 @@ class TrainConfig:
 # Fields that do not change what a run computes: a resumed run may differ in these.
 NON_RESULT_KEYS = ("workers", "log_every", "keep_checkpoints", "eval.sequences_per_batch",
                    "data.on_device", "compile", "checkpoint_minutes",
-                   "recompute")
+                   "recompute", "eval.curve")
 
 
 def flat_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:

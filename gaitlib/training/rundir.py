@@ -47,6 +47,8 @@ from gaitlib.training.config import NON_RESULT_KEYS, ConfigError, TrainConfig, f
 
 CONFIG, ENVIRONMENT = "config.json", "environment.json"
 METRICS, RESULTS = "metrics.jsonl", "results.json"
+# Test-set rank-1 at the iterations of ``eval.curve`` (a learning curve), one JSON line each.
+CURVE = "curve.jsonl"
 CHECKPOINTS = "checkpoints"
 STORE = "store.json"
 # Where a run's data sits and what it runs on: not what it computes.  The store's identity
@@ -300,11 +302,12 @@ def trained_devices(run_dir: Path) -> list[str]:
     return labels
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The records of ``metrics.jsonl``. A last line cut short (a crash or a full disk during its
-    append) is dropped with a warning; a malformed line before the last is corruption, a
-    RunDirError naming the file and the line."""
-    path = Path(run_dir) / METRICS
+def read_metrics(run_dir: Path, name: str = METRICS) -> list[dict]:
+    """The records of ``metrics.jsonl`` (or of another log of the run, ``name``: :data:`CURVE`).
+    A last line cut short (a crash or a full disk during its append) is dropped with a warning;
+    a malformed line before the last is corruption, a RunDirError naming the file and the
+    line."""
+    path = Path(run_dir) / name
     if not path.is_file():
         return []
     lines = path.read_text(errors="replace").splitlines()
@@ -328,13 +331,13 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return records
 
 
-def truncate_metrics(run_dir: Path, iteration: int) -> None:
+def truncate_metrics(run_dir: Path, iteration: int, name: str = METRICS) -> None:
     """Drop log lines past ``iteration`` (written after the checkpoint an interrupted run
     resumes from) and a torn last line, so the log reads as one uninterrupted run."""
-    path = Path(run_dir) / METRICS
+    path = Path(run_dir) / name
     if not path.is_file():
         return
-    keep = [r for r in read_metrics(run_dir) if r.get("iteration", 0) <= iteration]
+    keep = [r for r in read_metrics(run_dir, name) if r.get("iteration", 0) <= iteration]
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with naming(path):
@@ -344,10 +347,10 @@ def truncate_metrics(run_dir: Path, iteration: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def append_metrics(run_dir: Path, record: dict) -> None:
+def append_metrics(run_dir: Path, record: dict, name: str = METRICS) -> None:
     """Append one record as one ``write`` of one line (``O_APPEND``): a crash leaves at most a
     torn last line, which :func:`read_metrics` drops."""
-    path = Path(run_dir) / METRICS
+    path = Path(run_dir) / name
     line = (json.dumps(record) + "\n").encode()
     with naming(path):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -264,6 +264,7 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     if info.is_main:
         if resume:  # drop what an interrupted run logged after its last checkpoint
             rundir.truncate_metrics(run_dir, start)
+            rundir.truncate_metrics(run_dir, start, rundir.CURVE)
         rundir.write_environment(run_dir, info.world_size, start if start else None, info.device)
 
     total = config.schedule.iterations
@@ -293,6 +294,7 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     began = tick = saved_at = time.perf_counter()
     tick_it = start
     iteration = start
+    curve_points = set(config.eval.curve) if config.eval.enabled else set()
     try:
         for iteration in range(start + 1, end + 1):
             batch = next(batches)
@@ -334,6 +336,8 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
                 bar.log(iteration, speed, record["loss"], lr)
                 if info.is_main:
                     rundir.append_metrics(run_dir, record)
+            if iteration in curve_points:  # before the checkpoint: a resume redoes it
+                _score_curve_point(config, model, store, test_subjects, info, run_dir, iteration)
             if save_step:
                 _save(ckpt_dir, iteration, model, optimizer, scheduler, config, info, scaler)
                 saved_at = time.perf_counter()
@@ -369,6 +373,20 @@ def _save(ckpt_dir: Path, iteration: int, model, optimizer, scheduler, config, i
         ckpt.save_checkpoint(ckpt.checkpoint_path(ckpt_dir, iteration), state)
         ckpt.prune(ckpt_dir, config.keep_checkpoints)
     distributed.barrier(info)
+
+
+def _score_curve_point(config, model, store, test_subjects, info, run_dir, iteration) -> None:
+    """Score the test set at ``iteration`` as the final evaluation would, append rank-1 (Mean per
+    condition) to the run's curve.jsonl, and leave the training where it was (RNG states
+    restored, the model back in training mode)."""
+    rng = ckpt.capture_rng()
+    began = time.perf_counter()
+    result = evaluate_model(config, model, store, test_subjects, info)
+    ckpt.restore_rng(rng)
+    if info.is_main:
+        point = {"iteration": iteration, "seconds": round(time.perf_counter() - began, 1),
+                 "rank1": result.table["Mean"].round(4).to_dict()}
+        rundir.append_metrics(run_dir, point, rundir.CURVE)
 
 
 def _final_evaluation(config, model, store, test_subjects, info, run_dir):
