@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from gaitlib.cli import main
-from gaitlib.report.artifacts import ARTIFACT_IDS
+from gaitlib.papers.artifacts import ARTIFACT_IDS
 from gaitlib.report.reproduce import REPO, reproduce
 
 

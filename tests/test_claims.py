@@ -10,8 +10,8 @@ import nbformat
 import pandas as pd
 import pytest
 
+from gaitlib.papers.artifacts import artifact
 from gaitlib.report import claims
-from gaitlib.report.artifacts import artifact
 
 
 def _cell(delta, ci, paper, sd=None):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from gaitlib.cli import main
-from gaitlib.report.artifacts import ARTIFACTS
+from gaitlib.papers.artifacts import ARTIFACTS
 from gaitlib.report.results import DirtyTreeError, git_commit, require_clean
 from gaitlib.runs.dryrun import COLUMNS, OUMVLP_CLASSES, paper_classes, study_runs
 from gaitlib.training import recipe

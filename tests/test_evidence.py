@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from gaitlib import models
+from gaitlib.papers.artifacts import ARTIFACT_IDS
 from gaitlib.report import evidence, hours
-from gaitlib.report.artifacts import ARTIFACT_IDS
 from gaitlib.report.inspection import (
     PaddingCheck,
     fusion_markdown,

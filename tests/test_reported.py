@@ -1,4 +1,4 @@
-"""The transcribed reported numbers (gaitlib/report/reported/*.csv): shape, ranges, and printed means."""
+"""The transcribed reported numbers (gaitlib/papers/reported/*.csv): shape, ranges, and printed means."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from importlib import resources
 import pandas as pd
 import pytest
 
-from gaitlib.report.reported import (
+from gaitlib.papers.reported import (
     available_reported,
     check_means,
     load_reported,
@@ -99,7 +99,7 @@ def test_every_artifact_has_a_table() -> None:
 
 
 def test_csvs_are_package_resources() -> None:
-    root = resources.files("gaitlib.report.reported")
+    root = resources.files("gaitlib.papers.reported")
     for artifact in EXPECTED:
         assert root.joinpath(f"{artifact}.csv").is_file(), artifact
 

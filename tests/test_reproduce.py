@@ -14,8 +14,8 @@ import nbformat
 import pytest
 
 from gaitlib.cli import main
+from gaitlib.papers.artifacts import ARTIFACT_IDS
 from gaitlib.report import reproduce as rep
-from gaitlib.report.artifacts import ARTIFACT_IDS
 from gaitlib.report.reproduce import NotebookRun, Worker, format_runs, reproduce, skip_reason
 from gaitlib.runs.cache import RunSpec, ensure_run
 from tests.conftest import make_store

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from gaitlib.report.artifacts import ARTIFACTS
+from gaitlib.papers.artifacts import ARTIFACTS
 from gaitlib.runs.budget import (
     CSV_COLUMNS,
     Placed,

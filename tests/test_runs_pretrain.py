@@ -4,8 +4,8 @@ costliest start first, and that `gaitlib train` and the cache agree on a run's f
 
 from __future__ import annotations
 
+from gaitlib.papers.artifacts import ARTIFACTS
 from gaitlib.report import study
-from gaitlib.report.artifacts import ARTIFACTS
 from gaitlib.runs.cache import RunSpec, ensure_run
 from gaitlib.runs.pool import Worker
 from gaitlib.runs.pretrain import planned_runs, pretrain, worker_plan

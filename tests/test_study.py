@@ -27,10 +27,10 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from gaitlib.data.sampling import to_model_input  # noqa: E402
 from gaitlib.models import options as model_options  # noqa: E402
+from gaitlib.papers.artifacts import ARTIFACT_IDS, ARTIFACTS  # noqa: E402
+from gaitlib.papers.reported import available_reported, load_reported  # noqa: E402
 from gaitlib.report import compare, display, records, study  # noqa: E402
-from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS  # noqa: E402
 from gaitlib.report.evidence import ORDERING_COLUMN  # noqa: E402
-from gaitlib.report.reported import available_reported, load_reported  # noqa: E402
 from gaitlib.runs.cache import RunSpec, code_version, ensure_run, resolve, run_key  # noqa: E402
 from gaitlib.training.recipes import PAPER, cheap_model_options, recipe  # noqa: E402
 from tests.conftest import blob_silhouettes, make_store  # noqa: E402

@@ -448,3 +448,11 @@ class Store:
     def __repr__(self) -> str:
         return (f"Store({str(self.path)!r}, dataset={self.dataset!r}, sequences={len(self)}, "
                 f"subjects={self.meta['n_subjects']}, frames={self.meta['n_frames']})")
+
+
+def is_binarized(store_path: str | os.PathLike, sample: int = 200) -> bool:
+    """True when the store's frames (a sample of ``sample`` sequences spread over it) hold only
+    0 and 255: a binarized copy, whose numbers the book marks as such."""
+    store = Store(store_path)
+    picks = np.linspace(0, len(store) - 1, min(sample, len(store))).astype(int)
+    return all(np.isin(np.unique(store.frames_of(int(i))), (0, 255)).all() for i in picks)

@@ -131,11 +131,24 @@ class BasicConv3d(nn.Conv3d):
 # Horizontal pooling
 # ---------------------------------------------------------------------------------------------
 
+def strip_height(height: int, strips: int, what: str = "") -> int:
+    """The rows of each of ``strips`` equal horizontal strips of a ``height``-row feature map;
+    an indivisible height is a ValueError (rather than a silent extra or ragged strip).  Every
+    model that cuts a map into horizontal strips asks here first."""
+    if strips < 1 or height % strips:
+        raise ValueError(f"{what + ': ' if what else ''}feature height {height} is not divisible "
+                         f"into {strips} horizontal strips")
+    return height // strips
+
+
+def split_strips(x: Tensor, strips: int, dim: int, what: str = "") -> tuple[Tensor, ...]:
+    """``x`` cut along its height ``dim`` into ``strips`` equal horizontal strips (views)."""
+    return x.split(strip_height(x.shape[dim], strips, what), dim=dim)
+
+
 def _strips(x: Tensor, bins: int) -> Tensor:
     """``(..., h, w) -> (..., bins, h*w/bins)``: each row is one horizontal strip, flattened."""
-    h = x.shape[-2]
-    if h % bins:
-        raise ValueError(f"feature height {h} is not divisible into {bins} horizontal strips")
+    strip_height(x.shape[-2], bins, "HPP")
     return x.reshape(*x.shape[:-2], bins, -1)
 
 

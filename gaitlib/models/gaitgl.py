@@ -42,6 +42,7 @@ from .blocks import (
     init_weights,
     per_sequence,
     prepare_input,
+    strip_height,
 )
 
 VARIANTS: dict[str, dict] = {
@@ -63,11 +64,10 @@ class GLConv(nn.Module):
     def _local(self, x: Tensor) -> Tensor:
         k = 2**self.halving
         n, c, s, h, w = x.shape
-        if h % k:
-            raise ValueError(f"feature height {h} does not split into {k} strips")
+        rows = strip_height(h, k, "GLConv")
         # Fold the strips into the batch: one conv call, zero padding at every strip border.
-        z = x.reshape(n, c, s, k, h // k, w).permute(0, 3, 1, 2, 4, 5)
-        z = self.local_conv(z.reshape(n * k, c, s, h // k, w))
+        z = x.reshape(n, c, s, k, rows, w).permute(0, 3, 1, 2, 4, 5)
+        z = self.local_conv(z.reshape(n * k, c, s, rows, w))
         z = z.reshape(n, k, *z.shape[1:]).permute(0, 2, 3, 1, 4, 5)
         return z.reshape(n, z.shape[1], s, h, w)
 

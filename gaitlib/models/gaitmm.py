@@ -71,6 +71,8 @@ from .blocks import (
     init_weights,
     per_sequence,
     prepare_input,
+    split_strips,
+    strip_height,
 )
 
 # channels: stem width, then the widths of the three FFSL stages (last one repeated if 3 given);
@@ -92,12 +94,6 @@ ABLATIONS: dict[str, dict[str, bool]] = {
 }
 
 
-def _split_strips(x: Tensor, k: int) -> tuple[Tensor, ...]:
-    """Cut ``(n, c, d, h, w)`` into ``k`` equal horizontal strips along ``h``."""
-    h = x.shape[3]
-    if h % k:
-        raise ValueError(f"feature height {h} does not split into {k} horizontal strips")
-    return x.split(h // k, dim=3)
 
 
 class DepthwiseSeparableConv3d(nn.Sequential):
@@ -123,7 +119,7 @@ class PME(nn.Module):
             else BasicConv3d(in_channels, out_channels) for _ in range(k))
 
     def forward(self, x: Tensor) -> Tensor:
-        parts = _split_strips(x, self.k)
+        parts = split_strips(x, self.k, dim=3, what="PME")  # (n, c, d, h, w): h is dim 3
         return torch.cat([conv(s) for conv, s in zip(self.convs, parts, strict=True)], dim=3)
 
 
@@ -175,9 +171,7 @@ class LMA(nn.Module):
 
     def _rows(self, p: Tensor, h: int) -> Tensor:
         """Per-strip weight ``(strips,)`` -> one weight per feature row, ``(1, 1, 1, h, 1)``."""
-        if h % self.strips:
-            raise ValueError(f"feature height {h} does not split into {self.strips} strips")
-        return p.repeat_interleave(h // self.strips).view(1, 1, 1, h, 1)
+        return p.repeat_interleave(strip_height(h, self.strips, "LMA")).view(1, 1, 1, h, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         mx, mean = _clip_max_mean(x)

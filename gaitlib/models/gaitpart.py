@@ -44,6 +44,7 @@ from .blocks import (
     init_weights,
     per_sequence,
     prepare_input,
+    split_strips,
 )
 
 
@@ -60,11 +61,8 @@ class FocalConv2d(BasicConv2d):
         if self.halving == 0:
             return super().forward(x)
         conv = super().forward
-        if x.shape[2] % 2**self.halving:
-            raise ValueError(f"FConv: feature height {x.shape[2]} is not divisible into "
-                             f"{2**self.halving} horizontal strips (halving={self.halving})")
-        strip = x.shape[2] // 2**self.halving
-        return torch.cat([conv(z) for z in x.split(strip, dim=2)], dim=2)
+        strips = split_strips(x, 2**self.halving, dim=2, what=f"FConv (halving={self.halving})")
+        return torch.cat([conv(z) for z in strips], dim=2)
 
 
 class PartConv1d(nn.Module):

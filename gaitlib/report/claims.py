@@ -1,7 +1,7 @@
 """What the cheap runs say about each ablation claim of the papers.
 
 An ablation table claims deltas: each row against the table's reference row (its baseline, see
-:meth:`~gaitlib.report.artifacts.Artifact.reference_row`).  For every recorded ablation (the most
+:meth:`~gaitlib.papers.artifacts.Artifact.reference_row`).  For every recorded ablation (the most
 faithful record of each, as its page shows it), every row and condition, this module sets the
 reproduced delta beside two yardsticks:
 
@@ -32,7 +32,7 @@ import os
 
 import pandas as pd
 
-from gaitlib.report.artifacts import ARTIFACT_IDS, artifact
+from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
 
 CONDITIONS = ("NM", "BG", "CL", "Mean")
 OUTCOMES = ("agrees", "opposes", "unresolved")

@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gaitlib.report.artifacts import Row, artifact
+from gaitlib.papers.artifacts import Row, artifact
 from gaitlib.report.scale import input_size
 from gaitlib.runs.cache import Run
 
 
 def reported(artifact_id: str) -> pd.DataFrame:
-    from gaitlib.report.reported import load_reported
+    from gaitlib.papers.reported import load_reported
 
     return load_reported(artifact_id)
 
@@ -131,7 +131,7 @@ def ablation(artifact_id: str, runs: dict[str, Run],
              seed_runs: dict[str, list[Run]] | None = None, bootstrap: int = 1000) -> pd.DataFrame:
     """One line per ablation row: reproduced and reported means per condition, CIs, deltas
     against the paper, and the paired delta against the artifact's reference row
-    (:meth:`~gaitlib.report.artifacts.Artifact.reference_row`) with its 95% paired-bootstrap CI
+    (:meth:`~gaitlib.papers.artifacts.Artifact.reference_row`) with its 95% paired-bootstrap CI
     and the paper's own delta.  ``seed_runs``: further seeds of some rows
     (:func:`gaitlib.report.study.seed_runs`); the shown numbers stay those of ``runs`` (the first
     seed), the seeds add ``seed SD``."""

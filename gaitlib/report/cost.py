@@ -25,10 +25,11 @@ import math
 import os
 from pathlib import Path
 
-from gaitlib.report.artifacts import ARTIFACT_IDS
+from gaitlib.papers.artifacts import ARTIFACT_IDS
 from gaitlib.report.hours import runs_needed, runs_of
+from gaitlib.runs.runner import SOURCE_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = SOURCE_ROOT  # the checkout whose book/ this page belongs to
 DRY_RUN_CSV = REPO / "book" / "results" / "paper-dry-run.csv"
 DEVICE_CHECK = REPO / "book" / "results" / "device_check.json"
 # Paper-scale steps measured on the CPU (model, dataset, options, step_tflop, step_seconds, ...):

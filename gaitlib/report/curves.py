@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from gaitlib.report.artifacts import ARTIFACTS, artifact
+from gaitlib.papers.artifacts import ARTIFACTS, artifact
 from gaitlib.report.records import recorded
 
 # The CASIA-B main tables, whose runs are the models at their papers' settings.

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gaitlib.report.artifacts import ARTIFACT_IDS, artifact
+from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
 from gaitlib.report.hours import NOT_MEASURED, dry_run, options_key, pending
+from gaitlib.report.records import base_commit, headline, model_label, record_markdown, recorded
 
 FIDELITY_PAGE = "fidelity.md"  # book/fidelity.md: forward equivalence with reference networks
 
@@ -273,8 +274,6 @@ def unverified_lines(results_dir: str | os.PathLike, models: set | None = None) 
 
 def trained_rows(results_dir: str | os.PathLike) -> tuple[int, int]:
     """(distinct runs with a recorded result, distinct runs the study needs), any data/profile."""
-    from gaitlib.report.records import recorded
-
     needed, done = set(), set()
     for aid in ARTIFACT_IDS:
         for row in artifact(aid).rows:
@@ -337,8 +336,6 @@ ORDERING_COLUMN = "ordering against the paper (Kendall's tau)"
 def card(results_dir: str | os.PathLike) -> pd.DataFrame:
     """One line per artifact: the page's data and profile, rows run, what the ordering shows
     and what is pending (the evidence-level scorecard)."""
-    from gaitlib.report.records import headline, recorded
-
     dry = dry_run(results_dir)
     lines = []
     for aid in ARTIFACT_IDS:
@@ -389,3 +386,42 @@ def pages_markdown(results_dir: str | os.PathLike) -> str:
 __all__ = ["ORDERING_COLUMN", "Ordering", "REFERENCE_COUNTS", "card", "data_label", "long_form", "ordering",
            "page_summary", "pages_markdown", "pages_table", "parameter_check", "parameter_display",
            "trained_rows", "training_lines", "unverified_lines", "verified_lines"]
+
+
+def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every artifact by evidence level (see :mod:`gaitlib.report.evidence`): the data and profile
+    of the result its page shows, rows run, how the reproduced rows order against the paper's
+    (with their uncertainty), the full model's numbers here and in the paper, and the paper-scale
+    runs still pending with the device-hours they need."""
+    out = card(results_dir)
+    out.insert(1, "paper's model", [model_label(aid) for aid in out.index])
+    return out
+
+
+def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str, data: str) -> str:
+    """Markdown: this artifact's other editions (its records of other data or profiles, e.g.
+    the synthetic edition under a real-data page), each with its table, the ordering sentence,
+    and when and at which commit it was recorded; a record made by another code version than
+    this page says so, since its numbers may have changed since."""
+    from gaitlib.report.results import git_commit
+
+    here = base_commit(git_commit())
+    entries = [e for e in recorded(results_dir, artifact_id)
+               if (e["data"], e["profile"]) != (data, profile)]
+    if not entries:
+        return ("No other edition of this page is recorded (`book/results/"
+                f"{artifact_id}/`).")
+    lines = []
+    for e in entries:
+        commit = base_commit(e.get("git_commit", ""))
+        lines += [f"### The {data_label(e)} edition ({e['profile']} profile)", "",
+                  f"Recorded {str(e.get('recorded', ''))[:10]} at commit {commit[:12]}"
+                  + ("" if commit == here else
+                     f", a different code version from this page's ({here[:12]}): its numbers "
+                     "may have changed since") + f" (`book/results/{artifact_id}/"
+                  f"{e['data']}-{e['profile']}.json`).", ""]
+        table = pd.DataFrame(e.get("table", []))
+        if artifact(artifact_id).kind != "figure" and not table.empty:
+            lines += [ordering(table).summary() + ".", ""]
+        lines += [record_markdown(table), ""]
+    return "\n".join(lines).strip()

@@ -5,7 +5,7 @@ scale for a few steps and writes ``book/results/paper-dry-run.csv``: one line pe
 measured step time, its ``projected_hours`` (the recipe's iterations times that step time) and
 whether it started at all (``status``).  The artifact pages, the scorecard and the cost page all
 take their device-hours from :func:`pending` and :func:`study_hours`, which match an artifact's
-rows (:mod:`gaitlib.report.artifacts`) to the dry run's lines by model, dataset and options.
+rows (:mod:`gaitlib.papers.artifacts`) to the dry run's lines by model, dataset and options.
 Hours are projections from measured step times, never measured end to end.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gaitlib.report.artifacts import ARTIFACT_IDS, artifact
+from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
 
 DRY_RUN = "paper-dry-run.csv"
 DRY_RUN_COLUMNS = ("model", "dataset", "options", "iterations", "batch", "step_seconds",

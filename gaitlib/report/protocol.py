@@ -11,7 +11,7 @@ for the baselines, which the main tables show beside the papers' quoted ones.
 
 from __future__ import annotations
 
-from gaitlib.report.artifacts import artifact
+from gaitlib.papers.artifacts import artifact
 from gaitlib.runs.cache import Run
 
 # OpenGait's model zoo (docs/1.model_zoo.md): rank-1 excluding identical views, and mAP under
@@ -82,7 +82,7 @@ def protocol_note(artifact_id: str, runs: dict[str, Run]) -> str:
     """Markdown under a main table: this edition's protocol (training subjects per row, the
     silhouettes, the checkpoint scored, the OU-MVLP variant, how mAP is computed), the paper's,
     and the known gaps of the artifact."""
-    from gaitlib.report.records import is_binarized
+    from gaitlib.data.store import is_binarized
 
     art = artifact(artifact_id)
     rows = [r for r in art.rows if r.key() in runs]
@@ -116,9 +116,9 @@ def protocol_note(artifact_id: str, runs: dict[str, Run]) -> str:
                "OpenGait's grey-edged silhouettes. " + PAPER_PROTOCOL.get(art.paper, ""))
     if artifact_id in KNOWN_GAPS:
         text += "\n\n" + KNOWN_GAPS[artifact_id]
-    from gaitlib.report.compare import reported
+    from gaitlib.papers.reported import load_reported
 
-    if set(reported(artifact_id)["method"]) & set(MODEL_ZOO["casia-b"]):
+    if set(load_reported(artifact_id)["method"]) & set(MODEL_ZOO["casia-b"]):
         text += (f"\n\nThe 'OpenGait' columns give {MODEL_ZOO_SOURCE} for the baselines it "
                  "trains (GaitSet, GaitPart, GaitGL): rank-1 beside the number the paper quotes, "
                  "and mAP.")

@@ -3,9 +3,8 @@
 :func:`record` writes ``<results_dir>/<id>/<data>-<profile>.json`` (only when ``gaitlib
 reproduce`` publishes); :func:`recorded` reads an artifact's records, most faithful first
 (:data:`FAITHFULNESS`); :func:`headline` and :func:`model_label` say what a record's headline
-number is; :func:`scorecard` lists the records for the book and :func:`other_results` shows a
-page's other editions (the synthetic edition under a real-data page) with their tables;
-:func:`is_binarized` tells whether a real-data store holds only 0/255 (recorded with real data).
+number is and :func:`record_markdown` shows a recorded table.  The scorecard and a page's other
+editions, which judge records, are in :mod:`gaitlib.report.evidence`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gaitlib.report.artifacts import artifact
+from gaitlib.data.store import is_binarized
+from gaitlib.papers.artifacts import artifact
 from gaitlib.report.compare import PAPERS, ours
 from gaitlib.runs.cache import Run
 
@@ -121,57 +121,6 @@ def model_label(artifact_id: str) -> str:
     return name + (f" ({setting})" if setting else "")
 
 
-def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every artifact by evidence level (see :mod:`gaitlib.report.evidence`): the data and profile
-    of the result its page shows, rows run, how the reproduced rows order against the paper's
-    (with their uncertainty), the full model's numbers here and in the paper, and the paper-scale
-    runs still pending with the device-hours they need."""
-    from gaitlib.report.evidence import card
-
-    out = card(results_dir)
-    out.insert(1, "paper's model", [model_label(aid) for aid in out.index])
-    return out
-
-
-def is_binarized(store_path: str | os.PathLike, sample: int = 200) -> bool:
-    """True when the store's frames (a sample of sequences) hold only 0 and 255."""
-    from gaitlib.data.store import Store
-
-    store = Store(store_path)
-    picks = np.linspace(0, len(store) - 1, min(sample, len(store))).astype(int)
-    return all(np.isin(np.unique(store.frames_of(int(i))), (0, 255)).all() for i in picks)
-
-
-def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str, data: str) -> str:
-    """Markdown: this artifact's other editions (its records of other data or profiles, e.g.
-    the synthetic edition under a real-data page), each with its table, the ordering sentence,
-    and when and at which commit it was recorded; a record made by another code version than
-    this page says so, since its numbers may have changed since."""
-    from gaitlib.report.evidence import data_label, ordering
-    from gaitlib.report.results import git_commit
-
-    here = _base_commit(git_commit())
-    entries = [e for e in recorded(results_dir, artifact_id)
-               if (e["data"], e["profile"]) != (data, profile)]
-    if not entries:
-        return ("No other edition of this page is recorded (`book/results/"
-                f"{artifact_id}/`).")
-    lines = []
-    for e in entries:
-        commit = _base_commit(e.get("git_commit", ""))
-        lines += [f"### The {data_label(e)} edition ({e['profile']} profile)", "",
-                  f"Recorded {str(e.get('recorded', ''))[:10]} at commit {commit[:12]}"
-                  + ("" if commit == here else
-                     f", a different code version from this page's ({here[:12]}): its numbers "
-                     "may have changed since") + f" (`book/results/{artifact_id}/"
-                  f"{e['data']}-{e['profile']}.json`).", ""]
-        table = pd.DataFrame(e.get("table", []))
-        if artifact(artifact_id).kind != "figure" and not table.empty:
-            lines += [ordering(table).summary() + ".", ""]
-        lines += [record_markdown(table), ""]
-    return "\n".join(lines).strip()
-
-
 def record_markdown(table: pd.DataFrame) -> str:
     """A recorded table as a Markdown table: a main table's methods per condition with their
     CIs and the paper's numbers, an ablation's rows with a cell per condition, or a figure's
@@ -211,6 +160,6 @@ def _cell(reproduced, ci, reported) -> str:
     return text + (f" ({_text(reported)})" if reported is not None and reported == reported else "")
 
 
-def _base_commit(commit: str) -> str:
+def base_commit(commit: str) -> str:
     """A commit without its '+dirty' mark."""
     return str(commit).split("+")[0]

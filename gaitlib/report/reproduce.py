@@ -9,7 +9,7 @@ here may record results into ``book/results`` (``GAITLIB_PUBLISH``, see
 :mod:`gaitlib.report.results`).
 
 The notebooks run in a fixed order: ``synthetic-data``, one notebook per artifact of
-:data:`gaitlib.report.artifacts.ARTIFACT_IDS`, then ``scorecard``, which reads the others' results
+:data:`gaitlib.papers.artifacts.ARTIFACT_IDS`, then ``scorecard``, which reads the others' results
 and so always runs after all of them have finished.  With GPUs (``gpus=``) the artifact notebooks
 run in parallel, one per GPU at a time, each in its own process that sees only its GPU (on the
 CPU, workers split the cores; the pool is :mod:`gaitlib.runs.pool`).  On GPUs, or with several
@@ -34,14 +34,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gaitlib.errors import GaitlibError
-from gaitlib.report.artifacts import ARTIFACT_IDS
+from gaitlib.papers.artifacts import ARTIFACT_IDS
 from gaitlib.report.results import PUBLISH_ENV
 from gaitlib.runs.cache import PRECISION_ENV, store_path
 from gaitlib.runs.plan import DATASET_NAMES, skip_reason
 from gaitlib.runs.pool import Worker, check_gpus, cpu_workers, gpu_memory_gib, gpu_workers
+from gaitlib.runs.runner import SOURCE_ROOT
 from gaitlib.training.recipes import PROFILES
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = SOURCE_ROOT  # the checkout: notebooks/ in, book/ out
 DATASETS = ("synthetic", "casia-b", "oumvlp")
 KERNEL = "gaitlib"
 SHAPES = ("casia-b", "oumvlp")  # the layouts a run can need (see RunSpec.shape)

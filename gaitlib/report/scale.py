@@ -80,8 +80,6 @@ def _one(values) -> str:
 def scale_note(runs: dict[str, Run]) -> str:
     """Markdown for the top of a page: the scale of its runs (see the module docstring), with
     the devices they trained on."""
-    from gaitlib.report.study import trained_on
-
     if not runs:
         return ""
     scales = [run_scale(r) for r in runs.values()]
@@ -156,3 +154,38 @@ def floor_sentence(runs: dict[str, Run]) -> str:
     parts = ", ".join(f"{c} {v:.1f}" for c, v in gei.items())
     return (f"On this test set chance is {chance:.1f}% and the training-free GEI baseline reaches "
             f"{parts} (mean {gei.mean():.1f}).")
+
+
+def trained_on(runs: dict[str, Run]) -> str:
+    """Markdown: the device(s) the page's runs actually trained on (from their environment
+    records), which need not be the ``device`` the notebook was asked for."""
+    devices: dict[str, int] = {}
+    for run in runs.values():
+        for device in run.devices():
+            devices[device] = devices.get(device, 0) + 1
+    if not devices:
+        return ""
+    n = len(runs)
+    what = "its run" if n == 1 else f"its {n} runs"
+    listing = ", ".join(f"`{d}`" + (f" ({c} of {n})" if len(devices) > 1 else "")
+                        for d, c in sorted(devices.items()))
+    return f"This page's numbers come from {what}, trained on {listing}." + _precision_note(runs)
+
+
+def _precision_note(runs: dict[str, Run]) -> str:
+    """A sentence when runs trained in another precision than their recipe's (``gaitlib
+    reproduce --precision``), else ''."""
+    from gaitlib.training import recipe
+
+    changed: dict[str, int] = {}
+    for run in runs.values():
+        spec = run.spec
+        own = recipe(spec.model, spec.profile, "oumvlp" if spec.shape == "oumvlp" else "casia-b",
+                     options=spec.option_dict).precision
+        if run.config.precision != own:
+            key = f"{run.config.precision} (recipe: {own})"
+            changed[key] = changed.get(key, 0) + 1
+    if not changed:
+        return ""
+    listing = ", ".join(f"{c} in {k}" for k, c in sorted(changed.items()))
+    return f" Trained in another precision than the recipes' (`--precision`): {listing}."

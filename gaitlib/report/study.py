@@ -8,12 +8,14 @@ A notebook is a few lines over these functions::
 
 This module holds what a notebook orchestrates: the runs an artifact needs (:func:`runs_for`,
 :func:`seed_runs`, :func:`spec_for`), the page's preamble and notes on its scope and devices
-(:func:`setup`, :func:`scope`, :func:`trained_on`) and test data for the inspection pages
-(:func:`test_features`, :func:`test_sequence`).  The rest lives by responsibility and is
-re-exported here, so notebooks keep calling ``study.<name>``: the comparison with the paper in
-:mod:`gaitlib.report.compare`, published results in :mod:`gaitlib.report.records`, tables,
-plots and notes for the book in :mod:`gaitlib.report.display`, and the scale of a page's runs
-with the chance and GEI floor under them in :mod:`gaitlib.report.scale`.
+(:func:`setup`, :func:`scope`; the devices are in :mod:`gaitlib.report.scale`) and test data
+for the inspection pages (:func:`test_features`, :func:`test_sequence`).  The rest lives by
+responsibility and is re-exported here, so notebooks keep calling ``study.<name>``: the
+comparison with the paper in :mod:`gaitlib.report.compare`, published results in
+:mod:`gaitlib.report.records`, the scorecard and a page's other editions in
+:mod:`gaitlib.report.evidence`, tables, plots and notes for the book in
+:mod:`gaitlib.report.display`, and the scale of a page's runs with the chance and GEI floor
+under them in :mod:`gaitlib.report.scale`.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from gaitlib.data.store import is_binarized
+from gaitlib.papers.artifacts import Artifact, Row, artifact
 from gaitlib.report import frames
-from gaitlib.report.artifacts import Artifact, Row, artifact
 from gaitlib.report.compare import (
     PAPERS,
     ablation,
@@ -49,19 +52,17 @@ from gaitlib.report.display import (
     show,
     show_paired,
 )
+from gaitlib.report.evidence import other_results, scorecard
 from gaitlib.report.protocol import protocol_note
 from gaitlib.report.records import (
     FAITHFULNESS,
     SETTING_WORDS,
     headline,
-    is_binarized,
     model_label,
-    other_results,
     record,
     recorded,
-    scorecard,
 )
-from gaitlib.report.scale import baselines, floor_sentence, scale_note
+from gaitlib.report.scale import baselines, floor_sentence, scale_note, trained_on
 from gaitlib.runs.cache import Run, RunSpec, ensure_run
 from gaitlib.runs.plan import artifact_runs, row_spec, seeded_runs
 
@@ -72,7 +73,6 @@ __all__ = [
     # defined here
     "DATA_NOTES", "PROFILE_NOTES", "ShownSequence", "needs_oumvlp", "runs_for", "scope",
     "seed_runs", "setup", "shown_sequence", "spec_for", "test_features", "test_sequence",
-    "trained_on",
     # gaitlib.report.compare
     "PAPERS", "ablation", "main_table", "ours", "parameter_table", "per_view",
     "per_view_comparison", "reported", "with_reported_means",
@@ -80,10 +80,14 @@ __all__ = [
     "CAPTIONS", "caption_for", "compact_ablation", "ordering_note", "paired_note",
     "plot_ablation", "show", "show_paired",
     # gaitlib.report.scale and gaitlib.report.protocol
-    "baselines", "floor_sentence", "protocol_note", "scale_note",
+    "baselines", "floor_sentence", "protocol_note", "scale_note", "trained_on",
     # gaitlib.report.records
-    "FAITHFULNESS", "SETTING_WORDS", "headline", "is_binarized", "model_label",
-    "other_results", "record", "recorded", "scorecard",
+    "FAITHFULNESS", "SETTING_WORDS", "headline", "model_label", "record",
+    "recorded",
+    # gaitlib.report.evidence
+    "other_results", "scorecard",
+    # gaitlib.data.store
+    "is_binarized",
 ]
 
 PROFILE_NOTES = {
@@ -250,38 +254,3 @@ def scope(profile: str, data: str, data_root: str | os.PathLike | None = None) -
             "the original silhouettes)" if is_binarized(Path(data_root) / data) else "")
     return (f"Reproduced on {what}, with {PROFILE_NOTES.get(profile, profile)}. "
             "The 95% CIs are bootstrap intervals over the test subjects.")
-
-
-def trained_on(runs: dict[str, Run]) -> str:
-    """Markdown: the device(s) the page's runs actually trained on (from their environment
-    records), which need not be the ``device`` the notebook was asked for."""
-    devices: dict[str, int] = {}
-    for run in runs.values():
-        for device in run.devices():
-            devices[device] = devices.get(device, 0) + 1
-    if not devices:
-        return ""
-    n = len(runs)
-    what = "its run" if n == 1 else f"its {n} runs"
-    listing = ", ".join(f"`{d}`" + (f" ({c} of {n})" if len(devices) > 1 else "")
-                        for d, c in sorted(devices.items()))
-    return f"This page's numbers come from {what}, trained on {listing}." + _precision_note(runs)
-
-
-def _precision_note(runs: dict[str, Run]) -> str:
-    """A sentence when runs trained in another precision than their recipe's (``gaitlib
-    reproduce --precision``), else ''."""
-    from gaitlib.training import recipe
-
-    changed: dict[str, int] = {}
-    for run in runs.values():
-        spec = run.spec
-        own = recipe(spec.model, spec.profile, "oumvlp" if spec.shape == "oumvlp" else "casia-b",
-                     options=spec.option_dict).precision
-        if run.config.precision != own:
-            key = f"{run.config.precision} (recipe: {own})"
-            changed[key] = changed.get(key, 0) + 1
-    if not changed:
-        return ""
-    listing = ", ".join(f"{c} in {k}" for k, c in sorted(changed.items()))
-    return f" Trained in another precision than the recipes' (`--precision`): {listing}."

@@ -191,17 +191,11 @@ class Run:
         return store, list(train_subjects), list(test_subjects)
 
     def load_model(self, device: str = "cpu"):
-        """The trained model (final checkpoint, ``weights_only`` loading), in eval mode."""
-        from gaitlib.training import checkpoint as ckpt
-        from gaitlib.training.trainer import build_model
+        """The trained model (final checkpoint, ``weights_only`` loading, the run's memory
+        layout), in eval mode."""
+        from gaitlib.training.trainer import load_trained_model
 
-        latest = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
-        if latest is None:
-            raise FileNotFoundError(f"{self.run_dir} has no checkpoint")
-        _, train_subjects, _ = self.subjects()
-        model = build_model(self.config, num_classes=len(train_subjects))
-        ckpt.load_model_state(model, ckpt.load_checkpoint(latest, device), self.config, latest)
-        return model.to(device).eval()
+        return load_trained_model(self.run_dir, device).model.eval()
 
     def curve(self) -> list[dict]:
         """The run's learning curve: test-set rank-1 (Mean per condition, in %) at each

@@ -225,7 +225,7 @@ def dry_run_one(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: 
     from gaitlib.report.results import git_commit
     from gaitlib.training import checkpoint as ckpt
     from gaitlib.training import rundir
-    from gaitlib.training.trainer import build_model, resolve_subjects, train
+    from gaitlib.training.trainer import load_trained_model, resolve_subjects, train
 
     config = resolve(spec, data_root, device, workers)
     row = DryRunRow(spec.model, spec.shape, spec.options_text(), " ".join(artifacts),
@@ -279,13 +279,7 @@ def dry_run_one(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: 
             records = rundir.read_metrics(run_dir)
             timed = [1.0 / r["it_per_s"] for r in records if 2 <= r["iteration"] <= steps]
             row.step_seconds = float(np.mean(timed)) if timed else float("nan")
-            model = build_model(config, num_classes=len(train_subjects)).to(dev)
-            state = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir / "checkpoints"))
-            if config.channels_last:
-                from gaitlib.training.precision import to_channels_last
-
-                to_channels_last(model)
-            model.load_state_dict(state["model"])
+            model = load_trained_model(run_dir, dev).model
             row.step_tflop = step_tflop(model, config, dev)
             items = _test_items(store, test_subjects, protocol_for(store.dataset))
             began = time.perf_counter()

@@ -9,7 +9,7 @@ and the evidence pages' device-hours.
 * An artifact runs on ``data`` only when every row's setting is that dataset's (OU-MVLP tables
   need OU-MVLP, the rest CASIA-B); synthetic data serves both (:func:`skip_reason`).
 * An ablation trains extra seeds of its reference row and its full model
-  (:meth:`~gaitlib.report.artifacts.Artifact.seeded_rows`).
+  (:meth:`~gaitlib.papers.artifacts.Artifact.seeded_rows`).
 * A run several artifacts share (the full model of an ablation is the main table's) is one run.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gaitlib.report.artifacts import ARTIFACT_IDS, ARTIFACTS, Row, artifact
+from gaitlib.papers.artifacts import ARTIFACT_IDS, ARTIFACTS, Row, artifact
 from gaitlib.runs.cache import RunSpec
 
 DATASET_NAMES = {"synthetic": "synthetic", "casia-b": "CASIA-B", "oumvlp": "OU-MVLP"}

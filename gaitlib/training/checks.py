@@ -11,19 +11,20 @@ subjects it holds) is checked by :func:`check_against_store` as soon as the stor
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING, Any
 
+from gaitlib.data.splits import check_disjoint, expand_subjects  # noqa: F401 (re-exported)
 from gaitlib.errors import ConfigError
 
 if TYPE_CHECKING:
     from gaitlib.training.config import TrainConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# The recipe scales (gaitlib.training.recipes), in order of faithfulness: a page of a later
+# profile replaces one of an earlier profile.
+PROFILES = ("smoke", "cpu", "cpu-long", "paper")
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")
 # Subject ids as the stores write them ("001", "00042", "A"), or an inclusive range "075-124".
-_SUBJECT = re.compile(r"[^\s,-]+")
-_RANGE = re.compile(r"(\d+)-(\d+)")
 MAX_SEED = 2**63 - 1
 
 
@@ -51,44 +52,12 @@ def _choice(key: str, value: Any, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r}; valid: {', '.join(v or repr(v) for v in valid)}")
 
 
-def expand_subjects(items: list[str], key: str = "subjects") -> list[str]:
-    """``["001-003", "010"]`` -> ``["001", "002", "003", "010"]`` (zero padding kept); a range
-    must run upwards (``008-005`` would select nothing) and an item be a subject id."""
-    out: list[str] = []
-    for item in items:
-        item = str(item).strip()
-        if m := _RANGE.fullmatch(item):
-            first, last = int(m[1]), int(m[2])
-            if first > last:
-                raise ConfigError(f"{key}: range {item!r} runs backwards; write "
-                                  f"{m[2]}-{m[1]}")
-            out += [f"{i:0{len(m[1])}d}" for i in range(first, last + 1)]
-        elif _SUBJECT.fullmatch(item):
-            out.append(item)
-        else:
-            raise ConfigError(f"{key}: {item!r} is neither a subject id nor a range of numeric "
-                              "ids such as 075-124")
-    return out
-
-
-def check_disjoint(train: list[str], test: list[str], how: str) -> None:
-    """Training and test subjects must not overlap: a test subject seen in training scores its
-    own memorised sequences, not recognition of a new person."""
-    shared = sorted(set(train) & set(test))
-    if shared:
-        shown = ", ".join(shared[:8]) + (f" and {len(shared) - 8} more" if len(shared) > 8 else "")
-        raise ConfigError(f"{how}: {len(shared)} subject(s) are both training and test subjects "
-                          f"({shown}); the protocols score subjects unseen in training, so the "
-                          "two sets must not overlap")
-
-
 def validate(config: TrainConfig) -> None:
     """Check every value of ``config`` and the combinations that need several; raises
     :class:`ConfigError` naming the key and its valid range."""
     from gaitlib.data.sampling import FRAME_MODES
     from gaitlib.data.splits import SPLITS
     from gaitlib.models import available
-    from gaitlib.training.recipes import PROFILES
 
     c = config
     _choice("profile", c.profile, PROFILES)

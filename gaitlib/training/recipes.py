@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from functools import cache, partial
 from pathlib import Path
 
+from gaitlib.training.checks import PROFILES
 from gaitlib.training.config import (
     EvalConfig,
     ModelConfig,
@@ -38,10 +39,6 @@ from gaitlib.training.config import (
     TrainConfig,
     set_value,
 )
-
-# In order of faithfulness: a page of a later profile replaces one of an earlier profile.
-PROFILES = ("smoke", "cpu", "cpu-long", "paper")
-
 
 SOURCES_FILE = Path(__file__).with_name("recipe_sources.csv")
 SOURCE_COLUMNS = ("model", "dataset", "key", "value", "source", "alternative",

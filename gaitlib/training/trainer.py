@@ -36,15 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from gaitlib.data import splits
 from gaitlib.data.sampling import DeviceBatches, FrameSampling, to_model_input, train_loader
-from gaitlib.data.splits import default_split, split_for
 from gaitlib.data.store import Store
 from gaitlib.errors import GaitlibError
 from gaitlib.losses import batch_all_triplet, part_accuracy, part_cross_entropy
 from gaitlib.training import checkpoint as ckpt
 from gaitlib.training import distributed, precision, rundir
-from gaitlib.training.checks import check_against_store, check_disjoint
-from gaitlib.training.config import ConfigError, LossConfig, TrainConfig, expand_subjects, validate
+from gaitlib.training.checks import check_against_store
+from gaitlib.training.config import LossConfig, TrainConfig, validate
 from gaitlib.training.distributed import DistInfo
 from gaitlib.training.progress import Progress
 
@@ -67,47 +67,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# The subjects each split names: a split of one dataset means nothing on a store of another.
-_SPLIT_DATA = {"casia-b-lt": "casia-b", "casia-b-lt-73": "casia-b", "oumvlp": "oumvlp",
-               "synthetic": "synthetic"}
-
-
 def resolve_subjects(config: TrainConfig, store: Store) -> tuple[list[str], list[str]]:
-    """Training and test subjects: the explicit lists (every subject named must be in the store),
-    else the split's subjects that the store holds; the two sets never overlap."""
-    present = set(store.subjects.tolist())
-    named = {key: expand_subjects(getattr(config.data, key), f"data.{key}")
-             for key in ("train_subjects", "test_subjects")}
-    for key, subjects in named.items():
-        missing = [s for s in subjects if s not in present]
-        if missing:
-            held = sorted(present)
-            raise ConfigError(f"data.{key}: {len(missing)} subject(s) not in the store "
-                              f"{store.path}: {', '.join(missing[:8])}"
-                              + (" ..." if len(missing) > 8 else "")
-                              + f" (it holds {len(held)}: {held[0]} .. {held[-1]})")
-    train, test = named["train_subjects"], named["test_subjects"]
-    if train:
-        test = test or sorted(present - set(train))
-    else:
-        name = config.data.split or default_split(store.dataset)
-        own = _SPLIT_DATA[default_split(store.dataset)]
-        if _SPLIT_DATA.get(name, own) != own:
-            # e.g. a CASIA-B recipe's split on a synthetic store: its subjects are other people
-            raise ConfigError(f"data.split={name!r} is not a split of the store's "
-                              f"{store.dataset!r} data; set data.split= (empty: the store's own "
-                              "split)")
-        split = split_for(name, store.subjects)
-        train = [s for s in split.train if s in present]
-        test = test or sorted(s for s in split.test if s in present)
-        check_disjoint(train, test, f"data.test_subjects and the training subjects of split "
-                                    f"{name!r}")
-    if not train:
-        raise ValueError(f"{store.path}: no training subject of the split is in the store "
-                         f"(set data.split or data.train_subjects)")
-    if config.eval.max_subjects > 0:
-        test = test[: config.eval.max_subjects]
-    return train, test
+    """A run's training and test subjects on ``store``, as the config's data section and test
+    scale name them (:func:`gaitlib.data.splits.select_subjects`)."""
+    return splits.select_subjects(store, config.data.split, config.data.train_subjects,
+                                   config.data.test_subjects, config.eval.max_subjects)
 
 
 def open_store(config: TrainConfig) -> Store:
@@ -127,6 +91,44 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     if config.recompute and hasattr(model, "recompute"):  # a memory switch, not a result
         model.recompute = True
     return model
+
+
+def prepare_model(config: TrainConfig, num_classes: int, device) -> nn.Module:
+    """The run's network as it trains and is scored: built from the config, on ``device``, in
+    the config's memory layout (channels-last where the profile chose it)."""
+    model = build_model(config, num_classes).to(device)
+    if config.channels_last:
+        precision.to_channels_last(model)
+    return model
+
+
+@dataclass
+class TrainedModel:
+    """A run's network with its weights from one checkpoint (in training mode: callers pick)."""
+
+    model: nn.Module
+    config: TrainConfig
+    iteration: int
+    checkpoint: Path
+
+
+def load_trained_model(run_dir: str | Path, device="cpu",
+                       checkpoint: str | Path | None = None) -> TrainedModel:
+    """A run directory's network: its config, as many classes as its store's training subjects,
+    :func:`prepare_model`'s device and layout, and the weights of ``checkpoint`` (default: the
+    latest) loaded ``weights_only``.  The one way training, evaluation, the run cache and the dry
+    run load a trained model."""
+    run_dir = Path(run_dir)
+    config = rundir.load_config(run_dir)
+    path = Path(checkpoint) if checkpoint is not None else \
+        ckpt.latest_checkpoint(run_dir / rundir.CHECKPOINTS)
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint")
+    train_subjects, _ = resolve_subjects(config, open_store(config))
+    model = prepare_model(config, len(train_subjects), device)
+    state = ckpt.load_checkpoint(path, device)
+    ckpt.load_model_state(model, state, config, path)
+    return TrainedModel(model, config, int(state["iteration"]), path)
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -246,9 +248,7 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     distributed.barrier(info)
 
     seed_everything(config.seed)
-    model = build_model(config, num_classes=len(train_subjects)).to(info.device)
-    if config.channels_last:
-        precision.to_channels_last(model)
+    model = prepare_model(config, len(train_subjects), info.device)
     optimizer = build_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.schedule.milestones,
                                                      config.schedule.gamma)
@@ -448,16 +448,11 @@ def evaluate_run(run_dir: str | Path, *, bootstrap: int | None = None, metric: s
                               stacklevel=2)
         if not found:
             raise FileNotFoundError(f"{run_dir} has no checkpoint to evaluate")
-        latest = found[-1][1]
-        state = ckpt.load_checkpoint(latest)
+        trained = load_trained_model(run_dir, info.device, found[-1][1])
         store = open_store(config)
-        train_subjects, test_subjects = resolve_subjects(config, store)
-        model = build_model(config, num_classes=len(train_subjects)).to(info.device)
-        if config.channels_last:
-            precision.to_channels_last(model)
-        ckpt.load_model_state(model, state, config, latest)
-        result = evaluate_model(config, model, store, test_subjects, info, bootstrap, metric,
-                                progress)
+        _, test_subjects = resolve_subjects(config, store)
+        result = evaluate_model(config, trained.model, store, test_subjects, info, bootstrap,
+                                metric, progress)
         if write and info.is_main:
             rundir.write_evaluation(run_dir, result)
-    return result, int(state["iteration"])
+    return result, trained.iteration

@@ -1,7 +1,7 @@
 """The study's artifacts (the papers' tables and figures) and the runs each one needs.
 
 Every table row that gaitlib reproduces is a :class:`Row`: a label as the paper prints it (the
-key into the reported numbers of ``gaitlib/report/reported/``) and a model with its build options
+key into the reported numbers of ``gaitlib/papers/reported/``) and a model with its build options
 at the paper's scale.  Rows that several artifacts share (the full model of an ablation table is
 the main table's model; the backbone with no local block is both Table 3 (a) and Table 5 (a) of
 3D Local) have the same options, so the run cache trains them once.
@@ -32,7 +32,7 @@ class Artifact:
     title: str
     kind: str  # 'main' (per-view table), 'ablation', 'figure'
     rows: tuple[Row, ...] = ()
-    reported: bool = True  # has a file in gaitlib/report/reported/
+    reported: bool = True  # has a file in gaitlib/papers/reported/
     # Ablations: the row (its key) every other row's paired delta is taken against; '' = the
     # first row.  See reference_row().
     reference: str = ""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a table is read: not at import
+    import pandas as pd
 
 __all__ = ["available_reported", "check_means", "load_reported", "view_columns"]
 
@@ -39,6 +41,8 @@ def load_reported(artifact_id: str) -> pd.DataFrame:
     valid = available_reported()
     if artifact_id not in valid:
         raise ValueError(f"no reported table for {artifact_id!r}; valid ids: {', '.join(valid)}")
+    import pandas as pd
+
     with resources.files(__name__).joinpath(f"{artifact_id}.csv").open("r", encoding="utf-8") as f:
         # Read everything as text first: a label such as "None" must not become NaN.
         df = pd.read_csv(f, dtype=str, keep_default_na=False)
@@ -59,6 +63,8 @@ def check_means(df: pd.DataFrame, tol: float = 0.05) -> pd.DataFrame:
     columns ``recomputed``, ``difference`` (printed minus recomputed) and ``recomputed_from``
     ("views" or "conditions").
     """
+    import pandas as pd
+
     views = view_columns(df)
     recomputed = pd.Series(float("nan"), index=df.index)
     source = pd.Series("", index=df.index, dtype=object)
