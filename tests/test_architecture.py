@@ -183,3 +183,14 @@ def _exists(module: str, name: str) -> bool:
 def test_a_missing_name_is_caught():
     assert _exists("gaitlib.report", "study") and _exists("gaitlib.report.study", "runs_for")
     assert not _exists("gaitlib.report.study", "no_such_helper")
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_a_notebook_imports_only_what_it_uses(notebook):
+    cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    tree = ast.parse("\n".join("".join(c["source"]) for c in cells))
+    imported = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert sorted(imported - used) == []

@@ -291,7 +291,6 @@ def set_value(config: TrainConfig, key: str, value: Any) -> None:
                           "gaitlib.training.recipe(model, profile)), not as an override")
     parts = key.split(".")
     obj: Any = config
-    prefix = ""
     for i, name in enumerate(parts):
         cls = type(obj)
         names = {f.name for f in fields(cls)}
@@ -312,7 +311,6 @@ def set_value(config: TrainConfig, key: str, value: Any) -> None:
         if not is_dataclass(hint):
             raise _unknown(key, TrainConfig, "")
         obj = getattr(obj, name)
-        prefix += name + "."
 
 
 def _set_model_option(model: ModelConfig, option: str, value: Any, key: str) -> None:

@@ -43,9 +43,6 @@ from gaitlib.training.config import (
 SOURCES_FILE = Path(__file__).with_name("recipe_sources.csv")
 SOURCE_COLUMNS = ("model", "dataset", "key", "value", "source", "alternative",
                   "alternative_source", "note")
-# Rows of the sources table that document a hyperparameter that is not a TrainConfig key (none
-# today: precision became one).
-DOCUMENTED_KEYS: tuple[str, ...] = ()
 # Every paper recipe has a row for each of these keys (OU-MVLP rows add model.options.variant).
 RECIPE_KEYS = (
     "data.split", "sampling.p", "sampling.k", "sampling.k_replace", "sampling.mode",
@@ -60,7 +57,7 @@ RECIPE_KEYS = (
 class SourceRow:
     """One hyperparameter of one paper recipe, with where its value comes from.
 
-    ``key`` is a dotted TrainConfig key (or one of :data:`DOCUMENTED_KEYS`); ``value`` as written
+    ``key`` is a dotted TrainConfig key; ``value`` as written
     on the command line; ``alternative`` the other source's value where paper and code disagree
     (train it with ``KEY=ALTERNATIVE`` overrides, see :func:`alternative_overrides`).
     """
@@ -102,18 +99,16 @@ def _from_sources(model: str, dataset: str) -> TrainConfig:
                          eval=EvalConfig(sequences_per_batch=4),
                          checkpoint_every=5000, log_every=100, workers=8)
     for row in rows:
-        if row.key not in DOCUMENTED_KEYS:
-            set_value(config, row.key, row.value)
+        set_value(config, row.key, row.value)
     return config
 
 
 def alternative_overrides(model: str, dataset: str = "casia-b") -> list[str]:
     """``KEY=VALUE`` overrides that turn the paper recipe into the other source's version (the
     reference code's where it differs from the paper; OpenGait's for GaitSet), e.g. for
-    ``gaitlib train ... $(overrides)``. Documented-only rows are left out."""
+    ``gaitlib train ... $(overrides)``."""
     return [f"{r.key}={r.alternative}" for r in source_rows(model, dataset)
-            if r.alternative and r.key not in DOCUMENTED_KEYS
-            and not r.alternative_source.startswith("unused")]
+            if r.alternative and not r.alternative_source.startswith("unused")]
 
 
 def sources_markdown(models: tuple[str, ...] | None = None) -> str:
