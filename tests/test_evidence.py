@@ -82,7 +82,7 @@ def test_ordering_reads_main_tables_as_recorded():
 
 
 def test_device_hours_have_one_source(tmp_path):
-    assert hours.dry_run(tmp_path) is None
+    assert hours.read_dry_run(tmp_path) is None
     p = hours.pending("cstl-t5", None)
     assert (p.runs, p.measured) == (3, 0) and "not yet measured" in p.summary()
     lines = ["model,dataset,options,iterations,batch,step_seconds,peak_memory_mb,device,"
@@ -95,7 +95,7 @@ def test_device_hours_have_one_source(tmp_path):
              "120000,128,0.3,9000,H200,8.9,ok",
              "local3d,casia-b,resolution=128,120000,128,,,H200,nan,failed"]
     (tmp_path / hours.DRY_RUN).write_text("\n".join(lines) + "\n")
-    dry = hours.dry_run(tmp_path)
+    dry = hours.read_dry_run(tmp_path)
     done = hours.pending("cstl-t5", dry)  # max pooling (JSON options), average (k=v), ATA ({})
     assert (done.runs, done.measured, done.hours) == (3, 3, pytest.approx(19.0))
     assert "about 19 device-hours on H200 (projected" in done.summary()

@@ -24,7 +24,7 @@ class NonFiniteFeaturesError(GaitlibError, ValueError):
 
 
 @dataclass(frozen=True)
-class Row:
+class ConditionRow:
     """One row of a results table: which probe conditions it scores, and how probes whose
     subject has no gallery sequence at the gallery view count (miss, or left out)."""
 
@@ -37,17 +37,18 @@ class Row:
 class Protocol:
     name: str
     gallery_conditions: tuple[str, ...]
-    rows: tuple[Row, ...]
+    rows: tuple[ConditionRow, ...]
 
 
 PROTOCOLS = {
     "casia-b": Protocol(
         "casia-b", ("nm-01", "nm-02", "nm-03", "nm-04"),
-        (Row("NM", ("nm-05", "nm-06")), Row("BG", ("bg-01", "bg-02")),
-         Row("CL", ("cl-01", "cl-02")))),
+        (ConditionRow("NM", ("nm-05", "nm-06")), ConditionRow("BG", ("bg-01", "bg-02")),
+         ConditionRow("CL", ("cl-01", "cl-02")))),
     # 'miss' is OpenGait's convention (and CSTL's, 3D Local's Table 2); 'discard' is 3D Local
     # code's (GaitMM's Table 2).
-    "oumvlp": Protocol("oumvlp", ("01",), (Row("miss", ("00",)), Row("discard", ("00",), True))),
+    "oumvlp": Protocol("oumvlp", ("01",), (ConditionRow("miss", ("00",)),
+                                           ConditionRow("discard", ("00",), True))),
 }
 
 DATASET_PROTOCOL = {"casia-b": "casia-b", "synthetic": "casia-b", "oumvlp": "oumvlp",

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
-from gaitlib.report.hours import NOT_MEASURED, dry_run, options_key, pending
+from gaitlib.report.hours import NOT_MEASURED, options_key, pending, read_dry_run
 from gaitlib.report.records import base_commit, headline, model_label, record_markdown, recorded
 
 FIDELITY_PAGE = "fidelity.md"  # book/fidelity.md: forward equivalence with reference networks
@@ -295,7 +295,7 @@ def training_lines(results_dir: str | os.PathLike) -> tuple[str, str]:
              "runs the study needs trained and were evaluated end to end (recorded results), and "
              "every model and option builds, trains a step and evaluates in the tests "
              "(tests/test_study.py).")
-    paper = study_hours(dry_run(results_dir))
+    paper = study_hours(read_dry_run(results_dir))
     if paper.measured == 0 and not paper.failed:
         return cheap, f"- **At the paper's scale**: the dry run has {NOT_MEASURED} the runs."
     started = (f"- **At the paper's scale** the dry run started {paper.measured} of the "
@@ -325,7 +325,7 @@ def page_summary(artifact_id: str, table: pd.DataFrame | None, results_dir: str 
             lines.append(f"- absolute numbers are far below the paper's at the {profile} profile "
                          "by design (short training); they are shown below beside the paper's, "
                          "not as the result.")
-    todo = pending(artifact_id, dry_run(results_dir))
+    todo = pending(artifact_id, read_dry_run(results_dir))
     lines += ["", "**Pending**:", "", f"- paper-scale numbers: {todo.summary()}."]
     return "\n".join(lines)
 
@@ -336,7 +336,7 @@ ORDERING_COLUMN = "ordering against the paper (Kendall's tau)"
 def card(results_dir: str | os.PathLike) -> pd.DataFrame:
     """One line per artifact: the page's data and profile, rows run, what the ordering shows
     and what is pending (the evidence-level scorecard)."""
-    dry = dry_run(results_dir)
+    dry = read_dry_run(results_dir)
     lines = []
     for aid in ARTIFACT_IDS:
         art = artifact(aid)

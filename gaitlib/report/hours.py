@@ -27,11 +27,11 @@ DRY_RUN_COLUMNS = ("model", "dataset", "options", "iterations", "batch", "step_s
                    "peak_memory_mb", "device", "projected_hours")
 NOT_MEASURED = "not yet measured"
 
-__all__ = ["DRY_RUN", "NOT_MEASURED", "Pending", "dry_run", "options_key", "pending", "runs_needed",
+__all__ = ["DRY_RUN", "NOT_MEASURED", "Pending", "options_key", "pending", "read_dry_run", "runs_needed",
            "runs_of", "study_hours"]
 
 
-def dry_run(results_dir: str | os.PathLike) -> list[dict] | None:
+def read_dry_run(results_dir: str | os.PathLike) -> list[dict] | None:
     """The dry run's lines (``<results_dir>/paper-dry-run.csv``), or None before it ran."""
     path = Path(results_dir) / DRY_RUN
     if not path.is_file():

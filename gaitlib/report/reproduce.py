@@ -496,7 +496,7 @@ def _train_first(notebooks: list[str], profile: str, data: str, seed: int,
     from gaitlib.runs.budget import format_plan, study_budget
     from gaitlib.runs.cache import resolve, run_dir_of
     from gaitlib.runs.plan import study_plan
-    from gaitlib.runs.pretrain import describe, pretrain, training_summary
+    from gaitlib.runs.pretrain import pretrain, run_label, training_summary
     from gaitlib.training.rundir import is_finished
 
     def finished(spec) -> bool:
@@ -516,7 +516,7 @@ def _train_first(notebooks: list[str], profile: str, data: str, seed: int,
                                           "" if precision == "recipe" else precision)
                if p.spec in failed]
         if bad:
-            blocked[notebook] = (f"its run {describe(bad[0])} failed in training, not retried: "
+            blocked[notebook] = (f"its run {run_label(bad[0])} failed in training, not retried: "
                                  f"{failed[bad[0]]}")[:300]
     return blocked
 

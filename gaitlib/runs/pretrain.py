@@ -46,7 +46,7 @@ def planned_runs(notebooks: Sequence[str], profile: str, data: str, seed: int = 
     return [p.spec for p in study_plan(notebooks, profile, data, seed, extra_seeds, precision)]
 
 
-def describe(spec: RunSpec) -> str:
+def run_label(spec: RunSpec) -> str:
     shape = " oumvlp" if spec.shape == "oumvlp" else ""
     return f"{spec.model}[{spec.options_text()}]{shape} seed {spec.seed}"
 
@@ -93,7 +93,7 @@ def pretrain(runs: Plan | Sequence[RunSpec], workers: Sequence,
     def one(item: tuple[Placed, Path, int], slot) -> Trained:
         placed, run_dir, iterations = item
         spec = placed.need.spec
-        board.started(run_dir.name, Active(describe(spec), run_dir, iterations, placed.gpus,
+        board.started(run_dir.name, Active(run_label(spec), run_dir, iterations, placed.gpus,
                                            placed.hours, time.monotonic(), slot.name), placed)
         out = run_child("gaitlib.runs.pretrain",
                         {"spec": spec.to_dict(), "device": slot.device, "runs_dir": str(runs_dir),
@@ -101,7 +101,7 @@ def pretrain(runs: Plan | Sequence[RunSpec], workers: Sequence,
                         slot.env,
                         log=runs_dir / f"{run_dir.name}.log", processes=placed.gpus)
         done = Trained(spec, "trained" if out.ok else "failed", out.seconds, out.message)
-        board.finished(run_dir.name, f"{describe(spec)}: {done.status} "
+        board.finished(run_dir.name, f"{run_label(spec)}: {done.status} "
                        f"({duration_text(done.seconds)}){': ' + done.message if done.message else ''}")
         return done
 

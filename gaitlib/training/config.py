@@ -235,10 +235,10 @@ def convert(value: Any, hint: Any, key: str) -> Any:
             return dict(value)
     except ConfigError:
         if origin in (list, tuple):  # an item failed: say what the whole value should look like
-            raise ConfigError(f"{key}={value!r}: expected {describe(hint)}") from None
+            raise ConfigError(f"{key}={value!r}: expected {describe_type(hint)}") from None
         raise  # already names the key and the value: do not prefix it twice
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}={value!r}: expected {describe(hint)}") from None
+        raise ConfigError(f"{key}={value!r}: expected {describe_type(hint)}") from None
     raise ConfigError(f"{key}: unsupported field type {hint!r}")
 
 
@@ -248,11 +248,11 @@ _WORDS = {int: ("an integer", "integers", ("30", "40")), float: ("a number", "nu
           str: ("text", "strings", ("a", "b"))}
 
 
-def describe(hint: Any) -> str:
+def describe_type(hint: Any) -> str:
     """The values a field of type ``hint`` accepts, in words, for error messages."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        inner = [describe(a) for a in args if a is not type(None)]
+        inner = [describe_type(a) for a in args if a is not type(None)]
         return " or ".join(inner) + (" or none" if type(None) in args else "")
     if origin in (list, tuple):
         fixed = origin is tuple and args and args[-1] is not Ellipsis
