@@ -12,7 +12,7 @@ line's ``--model`` choices) imports neither the models nor torch; ``register`` a
 
 from gaitlib._lazy import lazy_module_attributes
 
-from .registry import BUILDERS, available, build, options, register
+from .registry import BUILDERS, available, build, cheap_options, options, register
 
 # Explicit registration, one line per model (imported on first use).
 register("gaitset", "gaitlib.models.gaitset:GaitSet")
@@ -23,7 +23,7 @@ register("gaitmm", "gaitlib.models.gaitmm:GaitMM")
 register("local3d", "gaitlib.models.local3d:Local3DCNN")
 
 __all__ = ["BUILDERS", "CSTL", "GaitGL", "GaitMM", "GaitPart", "GaitSet", "Local3DCNN", "available",
-           "build", "count_parameters", "options", "register"]
+           "build", "cheap_options", "count_parameters", "options", "register"]
 
 __getattr__, __dir__ = lazy_module_attributes(
     __name__, globals(),

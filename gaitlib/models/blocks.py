@@ -17,6 +17,7 @@ state one and the published numbers were obtained with it.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 
@@ -287,3 +288,27 @@ def init_weights(model: nn.Module) -> nn.Module:
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters, the figure the papers' "Params" columns report."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def halved_options(model_cls: type, options: dict, *, strips: str | None = None,
+                   variants: dict[str, dict] | None = None) -> dict:
+    """A model's build options for the cheap profiles (``gaitlib.training.recipes``): half the
+    channel widths and, where ``strips`` names the option that counts horizontal strips or
+    pyramid bins, half as many, so each strip still covers the same body rows.  A value the
+    options leave out comes from the model's ``variants`` table (by ``options['variant']``),
+    else from its signature's default.  Each model's ``cheap_options`` classmethod calls this."""
+    defaults = {p.name: p.default for p in inspect.signature(model_cls).parameters.values()}
+    table = (variants or {}).get(options.get("variant", "casia-b"), {})
+
+    def value(key: str):
+        if options.get(key) is not None:
+            return options[key]
+        return table[key] if key in table else defaults[key]
+
+    out = dict(options)
+    out["channels"] = tuple(max(1, int(c) // 2) for c in value("channels"))
+    if strips is not None:
+        count = value(strips)
+        out[strips] = (tuple(dict.fromkeys(max(1, int(v) // 2) for v in count))
+                       if isinstance(count, (tuple, list)) else max(1, int(count) // 2))
+    return out

@@ -83,7 +83,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import BasicConv2d, Lengths, SeparateFCs, SetBlock, init_weights, prepare_input
+from .blocks import (
+    BasicConv2d,
+    Lengths,
+    SeparateFCs,
+    SetBlock,
+    halved_options,
+    init_weights,
+    prepare_input,
+)
 
 SCALES = ("frame", "short", "long")
 AGGREGATIONS = ("ata", "max", "avg")
@@ -224,6 +232,12 @@ class SSFL(nn.Module):
 class CSTL(nn.Module):
     """CSTL.  Output: ``embedding`` (n, hidden, K); with SSFL also ``ssfl_index`` (n, K) and
     ``ssfl_scores``, and in training mode ``logits`` (n, num_classes, K) for eq. 8's CE."""
+
+    @classmethod
+    def cheap_options(cls, options: dict) -> dict:
+        """The cheap profiles' build options: half the widths (its parts, one per feature row,
+        halve with the input; :func:`halved_options`)."""
+        return halved_options(cls, options, variants=VARIANTS)
 
     def __init__(self, *, variant: str = "casia-b", num_classes: int | None = None,
                  resolution: int = 64, scales: Sequence[str] = SCALES,

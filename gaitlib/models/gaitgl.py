@@ -39,6 +39,7 @@ from .blocks import (
     GeMHPP,
     Lengths,
     SeparateFCs,
+    halved_options,
     init_weights,
     per_sequence,
     prepare_input,
@@ -87,6 +88,12 @@ def _gl_stage(c_in: int, c_out: int, depth: int, halving: int, concat_last: bool
 class GaitGL(nn.Module):
     """GaitGL.  Output: ``{"embedding": (n, c, parts)}``, plus ``"logits"``
     ``(n, num_classes, parts)`` in training mode."""
+
+    @classmethod
+    def cheap_options(cls, options: dict) -> dict:
+        """The cheap profiles' build options: half the widths, half as many parts
+        (:func:`halved_options`)."""
+        return halved_options(cls, options, strips="parts", variants=VARIANTS)
 
     def __init__(self, *, variant: str = "casia-b", num_classes: int | None = None,
                  channels: Sequence[int] | None = None, parts: int = 64,

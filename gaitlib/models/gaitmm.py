@@ -68,6 +68,7 @@ from .blocks import (
     Lengths,
     SeparateFCs,
     count_parameters,
+    halved_options,
     init_weights,
     per_sequence,
     prepare_input,
@@ -201,6 +202,12 @@ class GaitMM(nn.Module):
     model.  ``channels`` and ``parts`` override the variant's widths and GeM bins (small
     models for tests; ``parts`` must divide the final feature height).
     """
+
+    @classmethod
+    def cheap_options(cls, options: dict) -> dict:
+        """The cheap profiles' build options: half the widths, half as many GeM bins
+        (:func:`halved_options`)."""
+        return halved_options(cls, options, strips="parts", variants=VARIANTS)
 
     def __init__(self, *, variant: str = "casia-b", num_classes: int | None = None,
                  pme: bool = True, msma: bool = True, dwconv: bool = False,

@@ -41,6 +41,7 @@ from .blocks import (
     Lengths,
     SeparateFCs,
     SetBlock,
+    halved_options,
     init_weights,
     per_sequence,
     prepare_input,
@@ -114,6 +115,12 @@ class TemporalFeatureAggregator(nn.Module):
 
 class GaitPart(nn.Module):
     """GaitPart.  Output: ``{"embedding": (n, out_channels, parts)}`` in both modes."""
+
+    @classmethod
+    def cheap_options(cls, options: dict) -> dict:
+        """The cheap profiles' build options: half the widths, half as many parts
+        (:func:`halved_options`)."""
+        return halved_options(cls, options, strips="parts")
 
     def __init__(self, *, channels: Sequence[int] = (32, 64, 128),
                  halving: Sequence[int] = (0, 2, 3), parts: int = 16, out_channels: int = 128,

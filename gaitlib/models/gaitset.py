@@ -33,6 +33,7 @@ from .blocks import (
     Lengths,
     SeparateFCs,
     SetBlock,
+    halved_options,
     init_weights,
     prepare_input,
     set_max,
@@ -54,6 +55,12 @@ def _stage(c_in: int, c_out: int, first_kernel: int, pool: bool) -> nn.Sequentia
 
 class GaitSet(nn.Module):
     """GaitSet.  Output: ``{"embedding": (n, hidden_dim, 2 * sum(bins))}`` in both modes."""
+
+    @classmethod
+    def cheap_options(cls, options: dict) -> dict:
+        """The cheap profiles' build options: half the widths, half as many pyramid bins
+        (:func:`halved_options`)."""
+        return halved_options(cls, options, strips="bins")
 
     def __init__(self, *, channels: Sequence[int] = (32, 64, 128), hidden_dim: int = 256,
                  bins: Sequence[int] = (16, 8, 4, 2, 1), fc_init: str = "opengait"):

@@ -66,6 +66,7 @@ from .blocks import (
     Lengths,
     SeparateFCs,
     SetBlock,
+    halved_options,
     init_weights,
     per_sequence,
     prepare_input,
@@ -130,6 +131,15 @@ class Local3DCNN(nn.Module):
 
     Empty ``blocks`` or ``paths`` is the backbone without local blocks (row a of Tables 3, 5).
     """
+
+    @classmethod
+    def cheap_options(cls, options: dict) -> dict:
+        """The cheap profiles' build options: half the widths, half as many horizontal strips,
+        and half as many strips in each focal conv (``halving`` one less: 2**h strips)."""
+        out = halved_options(cls, options, strips="strips", variants=VARIANTS)
+        halving = options.get("halving") or ((0, 0, 0) if options.get("authors_code") else HALVING)
+        out["halving"] = tuple(max(0, int(h) - 1) for h in halving)
+        return out
 
     def __init__(self, *, variant: str = "casia-b", num_classes: int | None = None,
                  blocks: Sequence[int] | None = None, sampler: str = "mixture",

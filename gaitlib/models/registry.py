@@ -27,7 +27,8 @@ ENTRY_POINT_GROUP = "gaitlib.models"
 
 BUILDERS: dict[str, Builder | str] = {}
 
-__all__ = ["BUILDERS", "ENTRY_POINT_GROUP", "available", "build", "options", "register"]
+__all__ = ["BUILDERS", "ENTRY_POINT_GROUP", "available", "build", "cheap_options", "options",
+           "register"]
 
 
 def register(name: str, builder: Builder | str) -> None:
@@ -89,3 +90,15 @@ def build(name: str, **opts: Any) -> nn.Module:
             f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
             f"valid: {', '.join(valid) or '(none)'}")
     return builder(**opts)
+
+
+def cheap_options(name: str, opts: dict) -> dict:
+    """Model ``name``'s build options ``opts`` as the cheap profiles shrink them (half the widths
+    and strips), from the model's own ``cheap_options`` classmethod."""
+    builder = _builder(name)
+    shrink = getattr(builder, "cheap_options", None)
+    if shrink is None:
+        raise ValueError(f"model {name!r} declares no cheap_options(options) classmethod, so the "
+                         "cheap profiles cannot shrink it; add one (see "
+                         "gaitlib.models.blocks.halved_options) or train it with --profile paper")
+    return shrink(dict(opts))

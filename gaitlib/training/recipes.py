@@ -190,50 +190,22 @@ _CHEAP["cpu-long"] = {**_CHEAP["cpu"], "iterations": LONG_ITERATIONS, "milestone
 CURVE_FRACTIONS = (0.25, 0.5, 0.75)
 
 
-def _variant_default(model: str, options: dict, key: str):
-    """A model option's value: given explicitly, else the model's variant table or default."""
-    if options.get(key) is not None:
-        return options[key]
-    import importlib
-
-    from gaitlib.models import options as model_options
-
-    module = importlib.import_module(f"gaitlib.models.{model}")
-    variants = getattr(module, "VARIANTS", None)
-    if variants is not None and key in variants[options.get("variant", "casia-b")]:
-        return variants[options.get("variant", "casia-b")][key]
-    return model_options(model)[key]
-
-
-def _halve(values) -> tuple[int, ...]:
-    return tuple(dict.fromkeys(max(1, int(v) // 2) for v in values))
-
-
 def cheap_model_options(model: str, options: dict | None = None) -> tuple[dict, int]:
     """What the cheap profiles change in a model: ``(options, input height)``.
 
     Half the input resolution (a 64x44 row runs at 32x22, a 128x88 row at 64x44, so the papers'
-    resolution comparisons keep their 2x ratio), half the channel widths, and half as many
-    horizontal strips or pyramid bins, so each strip still covers the same body rows.  Depth,
-    modules, losses and sampling stay the paper's.  The book states this beside every number.
+    resolution comparisons keep their 2x ratio), and what the model itself declares
+    (:func:`gaitlib.models.cheap_options`: half the channel widths and half as many horizontal
+    strips or pyramid bins, so each strip still covers the same body rows).  Depth, modules,
+    losses and sampling stay the paper's.  The book states this beside every number.
     """
+    from gaitlib.models import cheap_options
+
     opts = dict(options or {})
     height = int(opts.get("resolution", 64)) // 2
     if "resolution" in _model_option_names(model):
         opts["resolution"] = height
-    widths = _variant_default(model, opts, "channels")
-    opts["channels"] = tuple(max(1, int(c) // 2) for c in widths)
-    strips = {"gaitset": "bins", "gaitpart": "parts", "gaitgl": "parts", "gaitmm": "parts",
-              "local3d": "strips"}.get(model)
-    if strips is not None:
-        value = _variant_default(model, opts, strips)
-        opts[strips] = _halve(value) if isinstance(value, (tuple, list)) else max(1, int(value) // 2)
-    if model == "local3d":  # focal convs: half as many strips too (2**h strips per block)
-        from gaitlib.models.local3d import HALVING
-
-        halving = opts.get("halving") or ((0, 0, 0) if opts.get("authors_code") else HALVING)
-        opts["halving"] = tuple(max(0, int(h) - 1) for h in halving)
-    return opts, height
+    return cheap_options(model, opts), height
 
 
 def _model_option_names(model: str) -> set[str]:
