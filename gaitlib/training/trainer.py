@@ -229,14 +229,48 @@ def train(config: TrainConfig, run_dir: str | Path, *, force: bool = False,
     A loss that turns non-finite raises :class:`NonFiniteLossError` before the step is saved.
     """
     with contextlib.ExitStack() as lock:
-        return _train(config, run_dir, force, stop_after, progress, info, lock, wait)
+        return _train(config, run_dir, force=force, stop_after=stop_after, progress=progress,
+                      info=info, lock=lock, wait=wait)
 
 
-def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> RunResult:
+@dataclass
+class _Session:
+    """What one training session (a fresh run, or the resumption of an interrupted one) holds
+    between its steps."""
+
+    config: TrainConfig
+    run_dir: Path
+    info: DistInfo
+    store: Store
+    train_subjects: list[str]
+    test_subjects: list[str]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    resumes: bool = False  # the run directory holds an interrupted run of this config
+    state: dict | None = None  # its latest checkpoint (None: it had none yet)
+    start: int = 0  # the iteration the session starts after
+
+
+def _train(config: TrainConfig, run_dir: str | Path, *, force: bool, stop_after: int | None,
+           progress: bool, info: DistInfo | None, lock: contextlib.ExitStack,
+           wait: bool) -> RunResult:
+    session = _set_up(config, Path(run_dir), force=force, info=info, lock=lock, wait=wait)
+    if session.resumes:
+        _resume(session)
+    _log_environment(session)
+    iteration, began = _loop(session, stop_after, progress)
+    if iteration != config.schedule.iterations:
+        return RunResult(session.run_dir, iteration, False)
+    return _finish(session, began)
+
+
+def _set_up(config: TrainConfig, run_dir: Path, *, force: bool, info: DistInfo | None,
+            lock: contextlib.ExitStack, wait: bool) -> _Session:
+    """Check the config and its store, claim the run directory (its lock, and whether an
+    interrupted run is there to resume), and build the seeded model, optimizer and schedule."""
     validate(config)
-    run_dir = Path(run_dir)
     info = info or distributed.init(config.device)
-
     store = open_store(config)  # the checks that need the store, before the run directory
     train_subjects, test_subjects = resolve_subjects(config, store)
 
@@ -252,21 +286,40 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
     optimizer = build_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.schedule.milestones,
                                                      config.schedule.gamma)
-    start, state = 0, None
-    ckpt_dir = run_dir / rundir.CHECKPOINTS
-    latest = ckpt.latest_checkpoint(ckpt_dir) if resume else None
-    if latest is not None:
-        state = ckpt.load_checkpoint(latest)
+    latest = ckpt.latest_checkpoint(run_dir / rundir.CHECKPOINTS) if resume else None
+    state = ckpt.load_checkpoint(latest) if latest is not None else None
+    if state is not None:
         ckpt.load_model_state(model, state, config, latest)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = int(state["iteration"])
-    if info.is_main:
-        if resume:  # drop what an interrupted run logged after its last checkpoint
-            rundir.truncate_metrics(run_dir, start)
-            rundir.truncate_metrics(run_dir, start, rundir.CURVE)
-        rundir.write_environment(run_dir, info.world_size, start if start else None, info.device)
+    return _Session(config, run_dir, info, store, list(train_subjects), list(test_subjects), model,
+                    optimizer, scheduler, resumes=resume, state=state)
 
+
+def _resume(session: _Session) -> None:
+    """Continue an interrupted run from its latest checkpoint (the optimizer and schedule where
+    they were), with its logs cut back to it: what it logged after it is redone."""
+    state = session.state
+    if state is not None:
+        session.optimizer.load_state_dict(state["optimizer"])
+        session.scheduler.load_state_dict(state["scheduler"])
+        session.start = int(state["iteration"])
+    if session.info.is_main:
+        rundir.truncate_metrics(session.run_dir, session.start)
+        rundir.truncate_metrics(session.run_dir, session.start, rundir.CURVE)
+
+
+def _log_environment(session: _Session) -> None:
+    if session.info.is_main:
+        rundir.write_environment(session.run_dir, session.info.world_size,
+                                 session.start if session.start else None, session.info.device)
+
+
+def _loop(session: _Session, stop_after: int | None, progress: bool) -> tuple[int, float]:
+    """Train from ``session.start`` to the end of the schedule (or ``stop_after``), logging,
+    scoring the learning-curve points and checkpointing; returns the last iteration done and
+    when the loop began."""
+    config, info, run_dir, model = session.config, session.info, session.run_dir, session.model
+    optimizer, scheduler, state, start = session.optimizer, session.scheduler, session.state, \
+        session.start
     total = config.schedule.iterations
     net = wrap_model(model, config, info)
     if config.compile:
@@ -280,16 +333,19 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
                         rank=info.rank, world_size=info.world_size,
                         k_replace=config.sampling.k_replace, min_frames=config.sampling.min_frames)
     if config.data.on_device:
-        loader = DeviceBatches(store, train_subjects, config.sampling.p, config.sampling.k,
-                               _sampling(config), device=info.device, **sampler_args)
+        loader = DeviceBatches(session.store, session.train_subjects, config.sampling.p,
+                               config.sampling.k, _sampling(config), device=info.device,
+                               **sampler_args)
     else:
-        loader = train_loader(store, train_subjects, config.sampling.p, config.sampling.k,
-                              _sampling(config), workers=config.workers, **sampler_args)
+        loader = train_loader(session.store, session.train_subjects, config.sampling.p,
+                              config.sampling.k, _sampling(config), workers=config.workers,
+                              **sampler_args)
     batches = iter(loader)  # draws the DataLoader's base seed: before the RNG restore
     if state is not None:
         ckpt.restore_rng(state["rng"])
     end = total if stop_after is None else min(total, max(stop_after, start))
     bar = Progress(f"train {config.model.name}", total, start, enabled=progress and info.is_main)
+    ckpt_dir = run_dir / rundir.CHECKPOINTS
     net.train()
     began = tick = saved_at = time.perf_counter()
     tick_it = start
@@ -337,29 +393,32 @@ def _train(config, run_dir, force, stop_after, progress, info, lock, wait) -> Ru
                 if info.is_main:
                     rundir.append_metrics(run_dir, record)
             if iteration in curve_points:  # before the checkpoint: a resume redoes it
-                _score_curve_point(config, model, store, test_subjects, info, run_dir, iteration)
+                _score_curve_point(config, model, session.store, session.test_subjects, info,
+                                   run_dir, iteration)
             if save_step:
                 _save(ckpt_dir, iteration, model, optimizer, scheduler, config, info, scaler)
                 saved_at = time.perf_counter()
     finally:
         bar.close()
         del batches, loader  # stop the persistent workers now, not at garbage collection
+    return iteration, began
 
-    finished = iteration == total
-    if not finished:
-        return RunResult(run_dir, iteration, False)
+
+def _finish(session: _Session, began: float) -> RunResult:
+    """Score the finished run's test set and write its results (the main rank)."""
+    config, info = session.config, session.info
     trained = time.perf_counter()
-    result = _final_evaluation(config, model, store, test_subjects, info, run_dir) \
-        if config.eval.enabled else None
+    result = _final_evaluation(config, session.model, session.store, session.test_subjects, info,
+                               session.run_dir) if config.eval.enabled else None
     if info.is_main:
-        summary = {"iterations": total, "finished": True,
+        summary = {"iterations": config.schedule.iterations, "finished": True,
                    "mean": None if result is None else result.table["Mean"].round(4).to_dict(),
                    # this session's share (a resumed run counts from its resume point)
                    "train_seconds": round(trained - began, 1),
                    "eval_seconds": round(time.perf_counter() - trained, 1)}
-        rundir.write_json(run_dir / rundir.RESULTS, summary)
+        rundir.write_json(session.run_dir / rundir.RESULTS, summary)
     distributed.barrier(info)
-    return RunResult(run_dir, total, True, result)
+    return RunResult(session.run_dir, config.schedule.iterations, True, result)
 
 
 def _save(ckpt_dir: Path, iteration: int, model, optimizer, scheduler, config, info,
