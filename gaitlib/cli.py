@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  gaitlib reproduce --profile smoke           # plumbing check, minutes\n"
                "  gaitlib reproduce                           # the whole book on a CPU\n"
                "  gaitlib reproduce --only cstl-t3,cstl-t5 --no-build\n"
-               "  gaitlib reproduce --profile cpu-long --data casia-b  # real data, 2 cores, ~2 h\n"
+               "  gaitlib reproduce --profile cpu-long --data casia-b  # real data, 2 cores, hours\n"
                "  gaitlib reproduce --profile paper --data casia-b --data-root /data --gpus 0,1,2,3\n"
                "  gaitlib reproduce --profile paper --data casia-b --dry-run  # cost of every run\n"
                "  gaitlib reproduce --profile paper --data casia-b --plan --gpus 0,1,2,3 "
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--profile", choices=PROFILES, default="cpu",
                      help="scale of every run: smoke (seconds per run), cpu (default; the whole book "
                           "on a laptop), cpu-long (real CASIA-B on a CPU in an afternoon: the cpu "
-                          "shapes trained 200-1000 iterations, every test subject), paper (the "
+                          "shapes trained 120-1000 iterations, every test subject), paper (the "
                           "papers' recipes, for a GPU box)")
     rep.add_argument("--data", choices=DATASETS, default="synthetic",
                      help="dataset of the runs: synthetic (default; generated on first use, with an "

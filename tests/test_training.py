@@ -118,9 +118,9 @@ def test_paper_recipes_follow_the_published_configs():
 
 
 def test_cpu_long_trains_the_cpu_shapes_longer_and_curves_only_main_runs():
-    for model, iterations in (("cstl", 1000), ("gaitgl", 1000), ("gaitmm", 400), ("local3d", 200)):
+    for model, iterations in (("cstl", 1000), ("gaitgl", 1000), ("gaitmm", 120), ("local3d", 200)):
         cpu, long = recipe(model, "cpu"), recipe(model, "cpu-long")
-        assert long.schedule.iterations == iterations >= 3 * cpu.schedule.iterations
+        assert long.schedule.iterations == iterations >= 2 * cpu.schedule.iterations
         assert long.schedule.milestones == [iterations * 3 // 4]
         # the shapes and the test stay the cpu profile's
         assert (long.model.options, long.data.resolution, long.sampling) == \

@@ -96,7 +96,7 @@ PROFILE_NOTES = {
     "cpu": "the cpu profile: half the papers' input resolution and channel widths and 60 "
            "iterations (the exact scale is stated below)",
     "cpu-long": "the cpu-long profile: the cpu profile's half resolution and channel widths, "
-                "trained 3-17x longer (200 to 1,000 iterations) and tested on every test "
+                "trained 2-17x longer (120 to 1,000 iterations) and tested on every test "
                 "subject (the exact scale is stated below)",
     "paper": "the papers' recipes (iterations, batches, resolutions)",
 }

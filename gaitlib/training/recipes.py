@@ -16,9 +16,10 @@ type) and shrink the scale:
   raised 10x (1e-3; an SGD recipe keeps its own).  A fixed frame window (OpenGait's) stays
   fixed at the smaller frame count.  The book states the scale above every page's first table.
 - ``cpu-long``: the cpu profile's shapes and test, trained 7-17x longer (:data:`LONG_ITERATIONS`:
-  1,000 iterations for CSTL and the baselines, 400 for GaitMM, 200 for 3D Local, the lr drop at
-  75%), so that the 14 CASIA-B artifacts run on the real data in an afternoon on 2 cores; a
-  main-table run also scores the test set at 25/50/75% of its iterations (a learning curve).
+  1,000 iterations for CSTL and the baselines, 120 for GaitMM, 200 for 3D Local, the lr drop at
+  75%), for the real CASIA-B on a CPU: CSTL's and GaitMM's tables in about 1.5 hours on 2 cores,
+  3D Local's four tables in about one more; a main-table run also scores the test set at
+  25/50/75% of its iterations (a learning curve).
 - ``paper``: the published recipe, for a GPU box and the real data.
 """
 
@@ -174,13 +175,14 @@ _CHEAP = {
 }
 # cpu-long: the cpu profile's shapes (resolution, widths, strips, batch, frames) trained long
 # enough to leave the early-training regime, and scored on every test subject at the cpu
-# profile's 10 frames per sequence (REAL_DATA_EVAL).  Iterations per model family, so that the
-# 34 runs of the 14 CASIA-B artifacts fit about 1.5-2 hours on 2 cores; an ablation table's
-# rows are one model's, so they share one budget.  Cost per iteration at these shapes: CSTL,
-# GaitGL 0.13 s; GaitMM 0.43 s; 3D Local 0.6 s, whose test pass (all 50 subjects) also costs
-# 4-5x CSTL's: the costly families get what the budget allows, and fewer iterations.
+# profile's 10 frames per sequence (REAL_DATA_EVAL).  Iterations per model family; an ablation
+# table's rows are one model's, so they share one budget.  Seconds per iteration at these
+# shapes, measured on the real copy as `gaitlib reproduce` runs them (two single-thread runs
+# sharing 2 cores): CSTL 0.24 (0.8 at the 128x88 row's input), 3D Local 1.0, GaitMM 3.0; a test
+# pass of all 50 subjects costs about 35 s of one core for CSTL, 140-170 s for 3D Local and
+# GaitMM.  The costly families get what the budget allows, and say so.
 LONG_ITERATIONS = {"gaitset": 1000, "gaitpart": 1000, "gaitgl": 1000, "cstl": 1000,
-                   "gaitmm": 400, "local3d": 200}
+                   "gaitmm": 120, "local3d": 200}
 _CHEAP["cpu-long"] = {**_CHEAP["cpu"], "iterations": LONG_ITERATIONS, "milestone": None,
                       "checkpoint_every": 250, "log_every": 50,
                       "eval": EvalConfig(bootstrap=1000, sequences_per_batch=32, max_frames=10,
