@@ -59,16 +59,22 @@ def prepare_input(sils: Tensor, lengths: Lengths = None) -> tuple[Tensor, list[i
     return sils.unsqueeze(1), lens
 
 
-def per_sequence(fn: Callable[[Tensor], Tensor], x: Tensor, lengths: Lengths = None,
-                 dim: int = 2) -> Tensor:
-    """Apply ``fn`` to each packed sequence of ``x`` (split along ``dim``), concatenate on dim 0.
+def per_sequence(fn: Callable[[Tensor], Tensor | dict[str, Tensor]], x: Tensor,
+                 lengths: Lengths = None, dim: int = 2,
+                 out_dims: dict[str, int] | None = None) -> Tensor | dict[str, Tensor]:
+    """Apply ``fn`` to each packed sequence of ``x`` (split along ``dim``), concatenate on dim 0
+    (an ``fn`` that returns a dict: each value, on dim 0 or on its ``out_dims`` entry).
 
     Without ``lengths`` this is just ``fn(x)``: every row of the batch is one sequence.
     """
     lens = as_lengths(lengths)
     if lens is None:
         return fn(x)
-    return torch.cat([fn(chunk) for chunk in x.split(lens, dim=dim)], dim=0)
+    outs = [fn(chunk) for chunk in x.split(lens, dim=dim)]
+    if isinstance(outs[0], dict):
+        return {key: torch.cat([o[key] for o in outs], dim=(out_dims or {}).get(key, 0))
+                for key in outs[0]}
+    return torch.cat(outs, dim=0)
 
 
 def set_max(x: Tensor, lengths: Lengths = None, dim: int = 2) -> Tensor:

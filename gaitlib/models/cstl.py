@@ -90,6 +90,7 @@ from .blocks import (
     SetBlock,
     halved_options,
     init_weights,
+    per_sequence,
     prepare_input,
 )
 
@@ -325,12 +326,8 @@ class CSTL(nn.Module):
         f = f.amax(-1) + f.mean(-1)  # GMP + GAP over each part (a row when K = h/2)
         n, c, s, k = f.shape
         p = f.permute(0, 3, 1, 2).reshape(n, k * c, s)
-        if lens is None:
-            res = self._sequence(p)
-        else:  # packed: one sequence at a time from here on
-            parts = [self._sequence(chunk) for chunk in p.split(lens, dim=2)]
-            res = {key: torch.cat([r[key] for r in parts], dim=1 if key == "scores" else 0)
-                   for key in parts[0]}
+        # packed: one sequence at a time from here on (SSFL's scores are (K, n, ...))
+        res = per_sequence(self._sequence, p, lens, dim=2, out_dims={"scores": 1})
         out = {"embedding": self.fc(res["feature"])}
         if self.ssfl is not None:
             out["ssfl_index"], out["ssfl_scores"] = res["index"], res["scores"]
