@@ -213,3 +213,18 @@ def test_parameter_counts_follow_the_architecture(counts):
     assert counts["gaitmm-dwconv"] < counts["gaitmm-full"] / 2
     assert counts["gaitmm-full"] == models.count_parameters(models.build("gaitmm"))
     assert {"gaitset", "gaitpart", "gaitgl"} <= set(counts)
+
+
+def test_the_ablation_table_is_the_artifacts_rows():
+    """ABLATIONS (the model's own Table 3 and Fig. 2 rows) and the rows gaitmm-t3 and gaitmm-f2
+    train are the same builds."""
+    from gaitlib.papers.artifacts import artifact
+
+    defaults = {"pme": True, "msma": True, "dwconv": False}
+    names = {"BME": "bme", "BME+PME": "bme+pme", "BME+MSMA": "bme+msma", "BME+PME+MSMA": "full",
+             "Ours (DWConv)": "dwconv"}
+    rows = [r for aid in ("gaitmm-t3", "gaitmm-f2") for r in artifact(aid).rows
+            if r.model == "gaitmm" and r.label in names]
+    assert {names[r.label] for r in rows} == set(ABLATIONS)
+    for r in rows:
+        assert {**defaults, **r.options} == {**defaults, **ABLATIONS[names[r.label]]}, r.label
