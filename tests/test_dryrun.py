@@ -9,7 +9,7 @@ import pytest
 
 from gaitlib.cli import main
 from gaitlib.papers.artifacts import ARTIFACTS
-from gaitlib.report.results import DirtyTreeError, git_commit, require_clean
+from gaitlib.provenance import DirtyTreeError, git_commit, require_clean
 from gaitlib.runs.dryrun import COLUMNS, OUMVLP_CLASSES, paper_classes, study_runs
 from gaitlib.training import recipe
 

@@ -95,7 +95,7 @@ def test_runs_report_the_device_they_trained_on(tmp_path):
 def test_published_outputs_do_not_make_the_commit_dirty(tmp_path):
     import subprocess
 
-    from gaitlib.report.results import git_commit
+    from gaitlib.provenance import git_commit
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path,

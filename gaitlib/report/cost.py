@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 
 from gaitlib.papers.artifacts import ARTIFACT_IDS
+from gaitlib.provenance import SOURCE_ROOT
 from gaitlib.report.hours import runs_needed, runs_of
-from gaitlib.runs.runner import SOURCE_ROOT
 
 REPO = SOURCE_ROOT  # the checkout whose book/ this page belongs to
 DRY_RUN_CSV = REPO / "book" / "results" / "paper-dry-run.csv"

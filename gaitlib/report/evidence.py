@@ -403,7 +403,7 @@ def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str
     the synthetic edition under a real-data page), each with its table, the ordering sentence,
     and when and at which commit it was recorded; a record made by another code version than
     this page says so, since its numbers may have changed since."""
-    from gaitlib.report.results import git_commit
+    from gaitlib.provenance import git_commit
 
     here = base_commit(git_commit())
     entries = [e for e in recorded(results_dir, artifact_id)

@@ -33,7 +33,8 @@ def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
     is a record of the same data and profile with more seeds.  Returns the path, or None when
     nothing was recorded.
     """
-    from gaitlib.report.results import PUBLISH_ENV, git_commit, publishing, write_record
+    from gaitlib.provenance import git_commit
+    from gaitlib.report.results import PUBLISH_ENV, publishing, write_record
 
     if not publishing():
         print(f"not recorded: only `gaitlib reproduce` records results ({PUBLISH_ENV}=1)")

@@ -35,30 +35,22 @@ from pathlib import Path
 
 from gaitlib.errors import GaitlibError
 from gaitlib.papers.artifacts import ARTIFACT_IDS
+from gaitlib.provenance import SOURCE_ROOT
 from gaitlib.report.results import PUBLISH_ENV
-from gaitlib.runs.cache import PRECISION_ENV, store_path
-from gaitlib.runs.plan import DATASET_NAMES, skip_reason
+from gaitlib.runs.cache import (
+    PRECISION_ENV,
+    check_real_store,
+    ensure_synthetic,
+    synthetic_store_path,
+)
+from gaitlib.runs.plan import skip_reason
 from gaitlib.runs.pool import Worker, check_gpus, cpu_workers, gpu_memory_gib, gpu_workers
-from gaitlib.runs.runner import SOURCE_ROOT
 from gaitlib.training.recipes import PROFILES
 
 REPO = SOURCE_ROOT  # the checkout: notebooks/ in, book/ out
 DATASETS = ("synthetic", "casia-b", "oumvlp")
 KERNEL = "gaitlib"
 SHAPES = ("casia-b", "oumvlp")  # the layouts a run can need (see RunSpec.shape)
-
-# Synthetic dataset per profile and shape: smoke is tiny (plumbing only); cpu and paper use the
-# default set.  The OU-MVLP-shaped set ignores views (it always has OU-MVLP's 14).
-SYNTH_OPTIONS = {
-    ("smoke", "casia-b"): dict(n_subjects=8, views=("000", "054", "090", "126", "180")),
-    ("cpu", "casia-b"): dict(n_subjects=100),
-    ("cpu-long", "casia-b"): dict(n_subjects=100),
-    ("paper", "casia-b"): dict(n_subjects=100),
-    ("smoke", "oumvlp"): dict(n_subjects=8),
-    ("cpu", "oumvlp"): dict(n_subjects=100),
-    ("cpu-long", "oumvlp"): dict(n_subjects=100),
-    ("paper", "oumvlp"): dict(n_subjects=100),
-}
 
 # Notebook id -> source notebook (under notebooks/). The published copy is book/<id>.ipynb.
 # The order is the running order; "scorecard" must stay last.
@@ -78,47 +70,6 @@ class NotebookRun:
     status: str  # "ok", "failed", "skipped" (cannot run on this data), "missing" (no source notebook)
     seconds: float
     message: str = ""
-
-
-def synthetic_store_path(data_root: Path, profile: str, shape: str = "casia-b") -> Path:
-    return store_path("synthetic", data_root, profile, shape)
-
-
-def ensure_synthetic(data_root: Path, profile: str, seed: int = 0, shape: str = "casia-b") -> Path:
-    """Generate the profile's synthetic store of ``shape`` unless it is already there."""
-    from gaitlib.data.store import Store, StoreError
-    from gaitlib.data.synthetic import generate
-
-    path = synthetic_store_path(data_root, profile, shape)
-    try:
-        Store(path)
-        return path
-    except StoreError:
-        pass
-    print(f"generating the {profile} {DATASET_NAMES.get(shape, shape)}-shaped synthetic dataset in "
-          f"{path} ...", flush=True)
-    stats = generate(path, seed=seed, force=path.exists(), shape=shape, **SYNTH_OPTIONS[profile, shape])
-    print(stats.summary(), flush=True)
-    return path
-
-
-def check_real_store(data: str, data_root: Path) -> Path:
-    """The imported store of real dataset ``data`` under ``data_root``; raises with how to make it."""
-    from gaitlib.data.store import Store, StoreError
-
-    path = store_path(data, data_root, "cpu")
-    how = f"import your copy with `gaitlib data import {data} SRC --out {path}`"
-    if not (path / "meta.json").is_file():
-        raise FileNotFoundError(f"--data {data} expects a {DATASET_NAMES[data]} store at {path} "
-                                f"(no {path / 'meta.json'}); {how}")
-    try:
-        dataset = Store(path).dataset
-    except StoreError as err:
-        raise ValueError(f"{path} is not a readable gaitlib store ({err}); {how}") from err
-    if dataset != data:
-        raise ValueError(f"--data {data} expects a {DATASET_NAMES[data]} store at {path}, but it "
-                         f"holds a {dataset!r} store; {how}")
-    return path
 
 
 def ensure_kernel() -> None:
@@ -384,7 +335,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     Raises ValueError for unknown names and FileNotFoundError / ValueError when a real dataset's
     store is absent or of another dataset, before any notebook runs; BookBuildError when the build
     fails.  Publishing into the repository's own book from a checkout with uncommitted source
-    changes raises :class:`~gaitlib.report.results.DirtyTreeError` unless ``allow_dirty`` (then
+    changes raises :class:`~gaitlib.provenance.DirtyTreeError` unless ``allow_dirty`` (then
     every result is marked ``COMMIT+dirty``).
     """
     if profile not in PROFILES:
@@ -410,7 +361,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
     if data != "synthetic":
         check_real_store(data, data_root)
     if Path(root).resolve() == REPO:  # publishing into the repository's book: from a clean tree
-        from gaitlib.report.results import require_clean
+        from gaitlib.provenance import require_clean
 
         require_clean(REPO, allow_dirty)
     synthetic = synthetic_store_path(data_root, profile)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gaitlib
+from gaitlib.provenance import git_commit
 
 if TYPE_CHECKING:  # pandas only where tables are read: `gaitlib reproduce` imports this module
     import pandas as pd
@@ -40,61 +40,6 @@ PUBLISH_ENV = "GAITLIB_PUBLISH"
 def publishing() -> bool:
     """True inside a notebook that ``gaitlib reproduce`` runs to publish it."""
     return os.environ.get(PUBLISH_ENV) == "1"
-
-
-def is_published_output(path: str) -> bool:
-    """Tracked paths that publishing itself writes (executed notebooks, recorded results, the
-    generated cost page): changes there do not make the code dirty, so a notebook published
-    earlier in the same `gaitlib reproduce` does not mark the next one's results."""
-    return (path.startswith("book/results/") or path == "book/cost.md"
-            or (path.startswith("book/") and path.endswith(".ipynb")))
-
-
-class DirtyTreeError(ValueError):
-    """Refusing to publish results from a checkout with uncommitted source changes."""
-
-
-def source_changes(repo: Path | None = None) -> list[str] | None:
-    """Tracked files with uncommitted changes outside the published outputs, or ``None`` when
-    ``repo`` is not a git checkout."""
-    cwd = repo or Path(__file__).resolve().parents[2]
-    try:
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    paths = [line[3:].split(" -> ")[-1] for line in status.splitlines() if line.strip()]
-    return [p for p in paths if not is_published_output(p)]
-
-
-def git_commit(repo: Path | None = None) -> str:
-    """The checkout's commit (with '+dirty' if its sources have uncommitted changes; the book's
-    published notebooks and records, which a build rewrites, do not count), or 'unknown'."""
-    cwd = repo or Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+dirty" if source_changes(cwd) else "")
-
-
-def require_clean(repo: Path | None = None, allow_dirty: bool = False) -> str:
-    """The commit results will be published under; raises :class:`DirtyTreeError` when the
-    sources have uncommitted changes, unless ``allow_dirty`` (then the commit reads
-    ``COMMIT+dirty`` and a warning is printed)."""
-    changed = source_changes(repo)
-    commit = git_commit(repo)
-    if changed:
-        listing = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        if not allow_dirty:
-            raise DirtyTreeError(
-                f"refusing to publish results from a checkout with uncommitted changes ({listing}): "
-                f"a published result must name the commit that made it. Commit (or stash) them "
-                f"first, or pass --allow-dirty to publish results marked {commit}")
-        print(f"WARNING: publishing from uncommitted changes ({listing}); results are marked "
-              f"{commit}", flush=True)
-    return commit
 
 
 # Keys of a record that change on every write: ignored when deciding whether it changed.

@@ -33,6 +33,7 @@ PACKAGE = Path(gaitlib.__file__).resolve().parent
 # schedules the runs, the command line): left out of the code version.
 NOT_IN_CODE_VERSION = ("report", "runs", "figures", "cli.py", "__main__.py")
 DATASETS = ("synthetic", "casia-b", "oumvlp")
+DATASET_NAMES = {"synthetic": "synthetic", "casia-b": "CASIA-B", "oumvlp": "OU-MVLP"}  # in prose
 # `gaitlib reproduce --precision` tells its notebook processes the precision of their runs here.
 PRECISION_ENV = "GAITLIB_PRECISION"
 
@@ -256,3 +257,58 @@ def ensure_run(spec: RunSpec, runs_dir: str | os.PathLike = "runs",
             train(config, run_dir, progress=progress, wait=True)
     evaluation = json.loads((run_dir / "eval.json").read_text())
     return Run(spec, config, run_dir, reused, time.perf_counter() - start, evaluation)
+
+
+# Synthetic dataset per profile and shape: smoke is tiny (plumbing only); cpu and paper use the
+# default set.  The OU-MVLP-shaped set ignores views (it always has OU-MVLP's 14).
+SYNTH_OPTIONS = {
+    ("smoke", "casia-b"): dict(n_subjects=8, views=("000", "054", "090", "126", "180")),
+    ("cpu", "casia-b"): dict(n_subjects=100),
+    ("cpu-long", "casia-b"): dict(n_subjects=100),
+    ("paper", "casia-b"): dict(n_subjects=100),
+    ("smoke", "oumvlp"): dict(n_subjects=8),
+    ("cpu", "oumvlp"): dict(n_subjects=100),
+    ("cpu-long", "oumvlp"): dict(n_subjects=100),
+    ("paper", "oumvlp"): dict(n_subjects=100),
+}
+
+
+def synthetic_store_path(data_root: Path, profile: str, shape: str = "casia-b") -> Path:
+    return store_path("synthetic", data_root, profile, shape)
+
+
+def ensure_synthetic(data_root: Path, profile: str, seed: int = 0, shape: str = "casia-b") -> Path:
+    """Generate the profile's synthetic store of ``shape`` unless it is already there."""
+    from gaitlib.data.store import Store, StoreError
+    from gaitlib.data.synthetic import generate
+
+    path = synthetic_store_path(data_root, profile, shape)
+    try:
+        Store(path)
+        return path
+    except StoreError:
+        pass
+    print(f"generating the {profile} {DATASET_NAMES.get(shape, shape)}-shaped synthetic dataset in "
+          f"{path} ...", flush=True)
+    stats = generate(path, seed=seed, force=path.exists(), shape=shape, **SYNTH_OPTIONS[profile, shape])
+    print(stats.summary(), flush=True)
+    return path
+
+
+def check_real_store(data: str, data_root: Path) -> Path:
+    """The imported store of real dataset ``data`` under ``data_root``; raises with how to make it."""
+    from gaitlib.data.store import Store, StoreError
+
+    path = store_path(data, data_root, "cpu")
+    how = f"import your copy with `gaitlib data import {data} SRC --out {path}`"
+    if not (path / "meta.json").is_file():
+        raise FileNotFoundError(f"--data {data} expects a {DATASET_NAMES[data]} store at {path} "
+                                f"(no {path / 'meta.json'}); {how}")
+    try:
+        dataset = Store(path).dataset
+    except StoreError as err:
+        raise ValueError(f"{path} is not a readable gaitlib store ({err}); {how}") from err
+    if dataset != data:
+        raise ValueError(f"--data {data} expects a {DATASET_NAMES[data]} store at {path}, but it "
+                         f"holds a {dataset!r} store; {how}")
+    return path

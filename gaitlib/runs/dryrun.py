@@ -104,7 +104,7 @@ def _peak_rss_mb() -> float:
 def _store_for(spec: RunSpec, data_root: Path, runs_dir: Path) -> tuple[Path, str]:
     """The store a run's dry run uses, and how the CSV describes it."""
     from gaitlib.data.store import Store, StoreError
-    from gaitlib.report.reproduce import check_real_store, ensure_synthetic
+    from gaitlib.runs.cache import check_real_store, ensure_synthetic
 
     if spec.shape == "casia-b":
         if spec.data == "synthetic":
@@ -222,7 +222,7 @@ def dry_run_one(spec: RunSpec, artifacts: list[str], data_root: Path, runs_dir: 
     from gaitlib.evaluation import evaluate, protocol_for
     from gaitlib.evaluation.extract import extract_features
     from gaitlib.models import options as model_options
-    from gaitlib.report.results import git_commit
+    from gaitlib.provenance import git_commit
     from gaitlib.training import checkpoint as ckpt
     from gaitlib.training import rundir
     from gaitlib.training.trainer import load_trained_model, resolve_subjects, train
@@ -355,7 +355,7 @@ def dry_run(profile: str = "paper", data: str = "casia-b", data_root: str | Path
     if steps < 2:
         raise ValueError(f"--steps must be >= 2 (the first step warms up), got {steps}")
     if out is not None and Path(out).resolve().is_relative_to(REPO / "book"):
-        from gaitlib.report.results import require_clean
+        from gaitlib.provenance import require_clean
 
         require_clean(REPO, allow_dirty)
     data_root, runs_dir = Path(data_root), Path(runs_dir)

@@ -19,9 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gaitlib.papers.artifacts import ARTIFACT_IDS, ARTIFACTS, Row, artifact
-from gaitlib.runs.cache import RunSpec
-
-DATASET_NAMES = {"synthetic": "synthetic", "casia-b": "CASIA-B", "oumvlp": "OU-MVLP"}
+from gaitlib.runs.cache import DATASET_NAMES, RunSpec
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import gaitlib
-
 # The folder holding the gaitlib package (the repository in a checkout): children import the
 # same gaitlib as their parent.
-SOURCE_ROOT = Path(gaitlib.__file__).resolve().parents[1]
+from gaitlib.provenance import SOURCE_ROOT
 
 
 @dataclass
