@@ -387,7 +387,7 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
                                    profile, data, seed, extra_seeds, precision, workers,
                                    gpu_gib if gpus else None, runs_dir, data_root, started)
     results: dict[str, NotebookRun] = {}
-    jobs: list[Job] = []
+    pages: list[Job] = []
     for notebook_id in selected:
         src = notebooks_dir / NOTEBOOKS[notebook_id]
         reason = skip_reason(notebook_id, data)
@@ -398,10 +398,10 @@ def reproduce(profile: str = "cpu", data: str = "synthetic", data_root: str | Pa
         elif notebook_id in failed_runs:
             results[notebook_id] = NotebookRun(notebook_id, "failed", 0.0, failed_runs[notebook_id])
         else:
-            jobs.append(Job(notebook_id, src, parameters, out_dir))
+            pages.append(Job(notebook_id, src, parameters, out_dir))
     # The scorecard reads every other artifact's results: it starts when all of them are done.
-    first = [j for j in jobs if j.notebook != FINAL]
-    last = [j for j in jobs if j.notebook == FINAL]
+    first = [j for j in pages if j.notebook != FINAL]
+    last = [j for j in pages if j.notebook == FINAL]
     for batch in (first, last):
         for run in execute_all(batch, workers):
             results[run.notebook] = run
