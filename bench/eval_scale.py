@@ -1,8 +1,8 @@
-"""What the cpu profile's test scale costs and what it buys: test subjects x frames per sequence.
+"""What a cheap profile's test scale costs and what it buys: test subjects x frames per sequence.
 
-For each model, one cpu-profile run (trained once, cached in ``--runs-dir``) is re-evaluated at
-several test scales ``SUBJECTSxFRAMES`` (frames 0 = every frame of a sequence): the seconds of
-feature extraction and of scoring (with the 1000-resample bootstrap), and what the result
+For each model, one run of ``--profile`` (cpu by default; trained once, cached in ``--runs-dir``)
+is re-evaluated at several test scales ``SUBJECTSxFRAMES`` (frames 0 = every frame of a
+sequence): the seconds of feature extraction and of scoring (with the 1000-resample bootstrap), and what the result
 resolves: the mean rank-1 over NM/BG/CL, the median half-width of a condition's 95% CI, the
 step of one probe in a cell (100 / probes per cell) and chance (100 / gallery subjects).  The
 first scale is the baseline of the time ratios.  Times are CPU seconds of this process (one
@@ -11,6 +11,8 @@ inflate the way it inflates wall-clock time.
 
     .venv/bin/python bench/eval_scale.py --data casia-b --data-root data       # real CASIA-B
     .venv/bin/python bench/eval_scale.py --models gaitgl,cstl --scales 10x10,50x10,50x0
+    .venv/bin/python bench/eval_scale.py --profile cpu-long --models cstl \
+        --scales 50x10,50x20,50x30,50x0                                          # cpu-long frames
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _scale(text: str) -> tuple[int, int]:
 
 
 def measure(model: str, data: str, data_root: str, runs_dir: str, scales: list[tuple[int, int]],
-            threads: int, report=None) -> list[dict]:
+            threads: int, report=None, profile: str = "cpu") -> list[dict]:
     import numpy as np
     import torch
 
@@ -41,7 +43,7 @@ def measure(model: str, data: str, data_root: str, runs_dir: str, scales: list[t
 
     torch.set_num_threads(threads)
     start = time.process_time()
-    run = ensure_run(RunSpec.of(model, data=data, profile="cpu"), runs_dir, data_root, "cpu",
+    run = ensure_run(RunSpec.of(model, data=data, profile=profile), runs_dir, data_root, "cpu",
                      progress=False)
     trained = time.process_time() - start
     net = run.load_model()
@@ -92,6 +94,9 @@ def main() -> None:
     parser.add_argument("--scales", default="10x10,50x10,10x0,50x30,50x0",
                         help="SUBJECTSxFRAMES, comma-separated (frames 0: all); the first is the "
                              "baseline of the ratios")
+    parser.add_argument("--profile", default="cpu", choices=("cpu", "cpu-long"),
+                        help="the run's training scale (cpu-long: CSTL and the baselines 1,000 "
+                             "iterations)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (the book's CPU workers use 1 each on 2 cores)")
     args = parser.parse_args()
@@ -101,7 +106,7 @@ def main() -> None:
           f"{'score s':>7} {'x base':>6} {'mean':>5} {'CI +-':>5} {'cell step':>9} {'chance':>6}")
     for model in args.models.split(","):
         lines = measure(model.strip(), args.data, args.data_root, args.runs_dir, scales,
-                        args.threads, _print_last)
+                        args.threads, _print_last, args.profile)
         print(f"{'':<9} (training the run: {lines[0]['train_s']:.0f} CPU s, 0 when cached)",
               flush=True)
 
