@@ -473,9 +473,9 @@ def test_scorecard_lists_every_artifact(tmp_path):
 
 
 def test_a_page_shows_its_other_editions(tmp_path, monkeypatch):
-    import gaitlib.report.results as results
+    import gaitlib.provenance as provenance
 
-    monkeypatch.setattr(results, "git_commit", lambda repo=None: "a" * 40)
+    monkeypatch.setattr(provenance, "git_commit", lambda repo=None: "a" * 40)
     same = {**_entry("cstl-t3", "synthetic", "cpu", _ablation_records(50.0)),
             "git_commit": "a" * 40 + "+dirty", "recorded": "2026-01-02T00:00:00"}
     old = {**_entry("cstl-t3", "synthetic", "smoke", _ablation_records(10.0)), "git_commit": "b" * 40}
