@@ -1,13 +1,13 @@
 """What a cheap profile's test scale costs and what it buys: test subjects x frames per sequence.
 
 For each model, one run of ``--profile`` (cpu by default; trained once, cached in ``--runs-dir``)
-is re-evaluated at several test scales ``SUBJECTSxFRAMES`` (frames 0 = every frame of a
-sequence): the seconds of feature extraction and of scoring (with the 1000-resample bootstrap), and what the result
-resolves: the mean rank-1 over NM/BG/CL, the median half-width of a condition's 95% CI, the
-step of one probe in a cell (100 / probes per cell) and chance (100 / gallery subjects).  The
-first scale is the baseline of the time ratios.  Times are CPU seconds of this process (one
-thread by default, as each of the book's CPU workers), which other load on the machine does not
-inflate the way it inflates wall-clock time.
+is re-evaluated at several test scales ``SUBJECTSxFRAMES`` (frames 0 = every frame of a sequence):
+the seconds of feature extraction and of scoring (with the 1000-resample bootstrap), and what the
+result resolves: the mean rank-1 over NM/BG/CL, the median half-width of a condition's 95% CI, the
+step of one probe in a cell (100 / probes per cell) and chance (100 / gallery subjects). The first
+scale is the baseline of the time ratios. Times are CPU seconds of this process (one thread by
+default, as each of the book's CPU workers), which other load on the machine does not inflate the
+way it inflates wall-clock time.
 
     .venv/bin/python bench/eval_scale.py --data casia-b --data-root data       # real CASIA-B
     .venv/bin/python bench/eval_scale.py --models gaitgl,cstl --scales 10x10,50x10,50x0
