@@ -10,8 +10,9 @@ import nbformat
 import pandas as pd
 import pytest
 
+from gaitlib.analysis import claims
 from gaitlib.papers.artifacts import artifact
-from gaitlib.report import claims
+from gaitlib.report import evidence
 
 
 def _cell(delta, ci, paper, sd=None):
@@ -62,7 +63,7 @@ def test_verdicts_only_at_the_papers_scale(delta, excludes, sd, paper, expected,
 
 def test_claims_per_table(tmp_path):
     ref, full, others = _record(tmp_path, "cstl-t3")
-    table = claims.claims(tmp_path)
+    table = evidence.recorded_claims(tmp_path)
     assert set(table["artifact"]) == {"cstl-t3"} and ref not in set(table["row"])
     # GaitSet and GaitPart are shown on CSTL's Table 3 but are not CSTL's claims
     own = [r for r in others if r not in ("GaitSet", "GaitPart")]
@@ -86,7 +87,7 @@ def test_claims_per_table(tmp_path):
 
 def test_a_record_without_seeds_resolves_nothing(tmp_path):
     _record(tmp_path, "local3d-t4", seeds=(0,), sds=(None, None))
-    table = claims.claims(tmp_path)
+    table = evidence.recorded_claims(tmp_path)
     assert set(table["outcome"]) == {"unresolved"} and table["beyond 2 seed SD"].isna().all()
 
 
@@ -95,14 +96,14 @@ def test_the_page_shown_decides(tmp_path):
     real = tmp_path / "cstl-t5" / "casia-b-cpu.json"  # the page shows real data: no deltas recorded
     real.write_text(json.dumps({"artifact": "cstl-t5", "data": "casia-b", "profile": "cpu",
                                 "recorded": "x", "git_commit": "y", "runs": {}, "table": []}))
-    assert claims.claims(tmp_path).empty
+    assert evidence.recorded_claims(tmp_path).empty
     assert claims.verdict_counts(pd.DataFrame()).empty
 
 
 # --- a rebuild without extra seeds keeps what was made with them ----------------------------------
 
 def test_a_rebuild_without_seeds_keeps_the_seeded_page(tmp_path):
-    from gaitlib.report.reproduce import more_faithful_published
+    from gaitlib.publish.notebooks import more_faithful_published
 
     page = tmp_path / "cstl-t3.ipynb"
     nb = nbformat.v4.new_notebook()

@@ -18,6 +18,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from gaitlib import models  # noqa: E402
+from gaitlib.analysis.tables import (  # noqa: E402
+    ablation_table,
+    compare_with_reported,
+    format_comparison,
+    style_comparison,
+)
 from gaitlib.evaluation import evaluate  # noqa: E402
 from gaitlib.figures import (  # noqa: E402
     pick_identities,
@@ -31,12 +37,6 @@ from gaitlib.figures import (  # noqa: E402
     tsne_embedding,
 )
 from gaitlib.models.local_block import PARTS  # noqa: E402
-from gaitlib.report.tables import (  # noqa: E402
-    ablation_table,
-    compare_with_reported,
-    format_comparison,
-    style_comparison,
-)
 from tests.conftest import blob_silhouettes  # noqa: E402
 
 VIEWS = ("000", "018", "036", "054")

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gaitlib.analysis.ordering import kendall_permutation
+from gaitlib.analysis.tables import ablation_table, paired_cells
 from gaitlib.evaluation import evaluate
 from gaitlib.evaluation.paired import paired_delta
 from gaitlib.evaluation.protocols import summarise
-from gaitlib.report.tables import ablation_table, kendall_permutation, paired_cells
 from gaitlib.training.rundir import read_evaluation, write_evaluation
 
 CONDITIONS = ("nm-01", "nm-02", "nm-03", "nm-04", "nm-05", "nm-06", "bg-01", "bg-02", "cl-01",

@@ -30,7 +30,7 @@ def main_table(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
     a '64x44' row runs at 32x22); ``mAP`` the run's mAP under OpenGait's cross-view protocol;
     ``OpenGait rank-1`` / ``OpenGait mAP`` OpenGait's model-zoo numbers for the baselines it
     trains (:data:`gaitlib.report.protocol.MODEL_ZOO`)."""
-    from gaitlib.report.tables import compare_with_reported
+    from gaitlib.analysis.tables import compare_with_reported
 
     art, paper = artifact(artifact_id), reported(artifact_id)
     lines = []
@@ -135,7 +135,7 @@ def ablation(artifact_id: str, runs: dict[str, Run],
     and the paper's own delta.  ``seed_runs``: further seeds of some rows
     (:func:`gaitlib.report.study.seed_runs`); the shown numbers stay those of ``runs`` (the first
     seed), the seeds add ``seed SD``."""
-    from gaitlib.report.tables import ablation_table
+    from gaitlib.analysis.tables import ablation_table
 
     art = artifact(artifact_id)
     results: dict[str, object] = {}

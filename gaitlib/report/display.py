@@ -44,7 +44,7 @@ def show(table: pd.DataFrame, caption: str | None = None, baselines: pd.DataFram
     :func:`caption_for`).  An ablation table is shown compactly: per condition the reproduced
     mean with its CI in one cell, then the paper's number and the delta.  ``baselines``
     (:func:`gaitlib.report.scale.baselines`): chance and GEI lines appended, in grey."""
-    from gaitlib.report.tables import style_comparison
+    from gaitlib.analysis.tables import style_comparison
 
     caption = caption_for(table) if caption is None else caption
     if "Mean reproduced" in table.columns:
@@ -112,9 +112,9 @@ def compact_ablation(table: pd.DataFrame) -> pd.DataFrame:
 
 def ordering_note(table: pd.DataFrame) -> str:
     """Markdown: do the reproduced rows order as the paper's?  The one sentence of
-    :meth:`gaitlib.report.evidence.Ordering.summary` (Kendall's tau with its permutation
+    :meth:`gaitlib.analysis.ordering.Ordering.summary` (Kendall's tau with its permutation
     p-value), and which row is best in each."""
-    from gaitlib.report.evidence import ordering
+    from gaitlib.analysis.ordering import ordering
 
     found = ordering(table)
     text = found.summary() + "."
@@ -125,9 +125,9 @@ def ordering_note(table: pd.DataFrame) -> str:
 
 
 def show_paired(table: pd.DataFrame):
-    """The paired deltas of an ablation table (see :func:`gaitlib.report.tables.paired_cells`),
+    """The paired deltas of an ablation table (see :func:`gaitlib.analysis.tables.paired_cells`),
     styled for the book, with a caption naming the reference row."""
-    from gaitlib.report.tables import paired_cells
+    from gaitlib.analysis.tables import paired_cells
 
     cells = paired_cells(table)
     info = table.attrs["paired"]
@@ -144,9 +144,9 @@ def show_paired(table: pd.DataFrame):
 def paired_note(table: pd.DataFrame) -> str:
     """Markdown: which of the paper's own rows differ from the reference beyond the paired CI
     and whether they point the paper's way; with extra seeds, what each claimed delta shows
-    against seed noise (:mod:`gaitlib.report.claims`), in words that fit the scale of the runs:
+    against seed noise (:mod:`gaitlib.analysis.claims`), in words that fit the scale of the runs:
     verdicts at the paper's scale, what was seen at a cheap profile."""
-    from gaitlib.report import claims
+    from gaitlib.analysis import claims
 
     info = table.attrs.get("paired")
     if not info:
@@ -197,7 +197,7 @@ def paired_note(table: pd.DataFrame) -> str:
 
 
 def _parse_ci(text) -> tuple[float, float] | None:
-    """``(low, high)`` of a CI cell written as ``'[low, high]'`` (gaitlib.report.tables), else None."""
+    """``(low, high)`` of a CI cell written as ``'[low, high]'`` (gaitlib.analysis.tables), else None."""
     if not isinstance(text, str) or not text.startswith("["):
         return None
     low, high = (float(x) for x in text.strip("[]").split(","))

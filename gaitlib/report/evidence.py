@@ -8,14 +8,14 @@ number set against the paper's:
   forward equivalence with reference networks (the fidelity page, where the book has one), and
   every variant training end to end;
 - **shown by the cheap runs**: how the rows of a table order against the paper's, in one
-  statistic, Kendall's tau with its permutation p-value (:func:`ordering`);
+  statistic, Kendall's tau with its permutation p-value
+  (:func:`gaitlib.analysis.ordering.ordering`);
 - **pending**: the paper-scale numbers and the device-hours they need, projected from the dry
-  run's measured step times (:mod:`gaitlib.report.hours`, the one source of device-hours).
+  run's measured step times (:mod:`gaitlib.analysis.hours`, the one source of device-hours).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gaitlib.analysis.hours import NOT_MEASURED, options_key, pending
+from gaitlib.analysis.ordering import ordering
 from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
-from gaitlib.report.hours import NOT_MEASURED, options_key, pending, read_dry_run
 from gaitlib.report.records import base_commit, headline, model_label, record_markdown, recorded
+from gaitlib.report.results import read_dry_run
 
 FIDELITY_PAGE = "fidelity.md"  # book/fidelity.md: forward equivalence with reference networks
 
@@ -100,101 +102,6 @@ def parameter_display(references: tuple[ReferenceCount, ...] = REFERENCE_COUNTS)
     out.attrs["caption"] = ("Parameter counts: gaitlib's build of each reference model against the "
                             "count its reference code gives.")
     return out
-
-
-# --- orderings --------------------------------------------------------------------------------
-
-def _ci_bounds(text) -> tuple[float, float]:
-    if not isinstance(text, str) or not text.startswith("["):
-        return math.nan, math.nan
-    low, high = (float(x) for x in text.strip("[]").split(","))
-    return low, high
-
-
-def long_form(table: pd.DataFrame) -> pd.DataFrame:
-    """A main or ablation table (as the notebooks show it or as recorded) in long form: one line
-    per (row, condition) with ``reproduced``, ``low``, ``high`` (95% CI) and ``reported``; rows
-    that were not reproduced are dropped."""
-    flat = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
-    lines = []
-    if "label" in flat.columns:  # ablation: '<c> reproduced', '<c> 95% CI', '<c> reported'
-        conditions = [c[: -len(" reproduced")] for c in flat.columns
-                      if str(c).endswith(" reproduced") and not str(c).startswith("Mean")]
-        for _, line in flat.iterrows():
-            for c in conditions:
-                low, high = _ci_bounds(line.get(f"{c} 95% CI"))
-                lines.append({"row": str(line["label"]), "condition": c,
-                              "reproduced": _num(line.get(f"{c} reproduced")), "low": low,
-                              "high": high, "reported": _num(line.get(f"{c} reported"))})
-    elif {"method", "condition", "reproduced"} <= set(flat.columns):
-        for _, line in flat.iterrows():
-            setting = str(line.get("setting") or "")
-            low, high = _ci_bounds(line.get("95% CI"))
-            lines.append({"row": f"{line['method']} {setting}".strip(),
-                          "condition": str(line["condition"]),
-                          "reproduced": _num(line["reproduced"]), "low": low, "high": high,
-                          "reported": _num(line.get("reported"))})
-    else:
-        raise ValueError(f"not a main or ablation table: columns {list(flat.columns)}")
-    out = pd.DataFrame(lines, columns=["row", "condition", "reproduced", "low", "high", "reported"])
-    return out[out["reproduced"].notna()].reset_index(drop=True)
-
-
-def _num(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-@dataclass
-class Ordering:
-    """Do this page's rows order as the paper's?  The book answers with one statistic:
-    Kendall's tau-b between the reproduced and the reported row means, with its exact one-sided
-    permutation p-value (:func:`gaitlib.report.tables.kendall_permutation`).
-
-    ``rows``: rows with a reproduced and a reported mean; ``tau`` and ``p`` (NaN under 3 rows);
-    ``best_paper``/``best_here``: the top row by mean in the paper and here.
-    """
-
-    rows: int
-    tau: float
-    p: float
-    best_paper: str
-    best_here: str
-
-    def summary(self) -> str:
-        """The sentence every page, the scorecard and the evidence summary print."""
-        if self.rows < 3 or math.isnan(self.tau):
-            return (f"{self.rows} reproduced row{'s' if self.rows != 1 else ''} with a paper "
-                    "number: too few to compare orderings")
-        return (f"Kendall's tau between this edition's and the paper's row means: "
-                f"{self.tau:+.2f} over {self.rows} rows; a random ordering of the rows agrees "
-                f"with the paper's at least as well with probability p = {self.p:.2g}")
-
-    def cell(self) -> str:
-        """:meth:`summary` for a table cell: the same statistic, in a few words."""
-        if self.rows < 3 or math.isnan(self.tau):
-            return f"{self.rows} row{'s' if self.rows != 1 else ''}: too few to compare"
-        return f"tau {self.tau:+.2f} over {self.rows} rows (p = {self.p:.2g})"
-
-
-def ordering(table: pd.DataFrame) -> Ordering:
-    """Compare the reproduced ordering of a table's rows with the paper's (see :class:`Ordering`);
-    a row's mean is taken over the conditions where both sides have a number."""
-    from gaitlib.report.tables import kendall_permutation
-
-    data = long_form(table)
-    both = data[data["reported"].notna()]
-    means = both.groupby("row", sort=False)[["reproduced", "reported"]].mean()
-    tau = p = math.nan
-    if len(means) >= 3:
-        tau, p = kendall_permutation(means["reproduced"], means["reported"])
-
-    def best(col: str) -> str:
-        return str(means[col].idxmax()) if len(means) else ""
-
-    return Ordering(len(means), tau, p, best("reported"), best("reproduced"))
 
 
 # --- which page shows what ----------------------------------------------------------------------
@@ -288,7 +195,7 @@ def trained_rows(results_dir: str | os.PathLike) -> tuple[int, int]:
 def training_lines(results_dir: str | os.PathLike) -> tuple[str, str]:
     """What is known about every variant training end to end: ``(at the cheap profiles, from the
     recorded results; at the paper's scale, from the dry run)``, each one Markdown bullet."""
-    from gaitlib.report.hours import study_hours
+    from gaitlib.analysis.hours import study_hours
 
     done, needed = trained_rows(results_dir)
     cheap = (f"- **Every variant trains at the cheap profiles**: {done} of the {needed} distinct "
@@ -383,9 +290,10 @@ def pages_markdown(results_dir: str | os.PathLike) -> str:
     return f"Pages by the data behind them: {summary}.\n\n" + "\n".join(lines)
 
 
-__all__ = ["ORDERING_COLUMN", "Ordering", "REFERENCE_COUNTS", "card", "data_label", "long_form", "ordering",
-           "page_summary", "pages_markdown", "pages_table", "parameter_check", "parameter_display",
-           "trained_rows", "training_lines", "unverified_lines", "verified_lines"]
+__all__ = ["ORDERING_COLUMN", "REFERENCE_COUNTS", "card", "data_label", "page_summary",
+           "pages_markdown", "pages_table", "parameter_check", "parameter_display",
+           "recorded_claims", "trained_rows", "training_lines", "unverified_lines",
+           "verified_lines"]
 
 
 def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
@@ -425,3 +333,20 @@ def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str
             lines += [ordering(table).summary() + ".", ""]
         lines += [record_markdown(table), ""]
     return "\n".join(lines).strip()
+
+
+def recorded_claims(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """One line per recorded ablation (the record its page shows), row other than the
+    reference, and condition: the delta, its CI, the seed SD of the delta, whether it exceeds two
+    of them, the paper's delta and the verdict on the paper's claim
+    (:func:`gaitlib.analysis.claims.claims_of_record`).  Empty when no ablation is recorded."""
+    from gaitlib.analysis.claims import claims_of_record
+
+    lines = []
+    for aid in ARTIFACT_IDS:
+        if artifact(aid).kind != "ablation":
+            continue
+        entries = recorded(results_dir, aid)
+        if entries:
+            lines += claims_of_record(entries[0], data_label(entries[0]))
+    return pd.DataFrame(lines)

@@ -315,42 +315,6 @@ def paired_cells(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     return out
 
 
-def _tau_b(sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b from pair signs (..., pairs) of two rankings (ties give sign 0)."""
-    pairs = sx.shape[-1]
-    denom = np.sqrt((pairs - (sx == 0).sum(-1)) * (pairs - (sy == 0).sum(-1)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (sx * sy).sum(-1) / denom
-
-
-def kendall_permutation(x, y, permutations: int = 20000, seed: int = 0) -> tuple[float, float]:
-    """Kendall's tau-b between ``x`` and ``y`` and its one-sided permutation p-value: the share
-    of orderings of ``x`` that agree with ``y`` at least as well (exact over all n! orderings
-    for n <= 8; else ``permutations`` random ones, counting the observed one, so p > 0).  Small
-    n makes the p-value coarse: with 3 rows the smallest possible p is 1/6."""
-    import itertools
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    if len(y) != n or n < 2:
-        raise ValueError("need two equal-length sequences of at least 2 values")
-    i, j = np.triu_indices(n, k=1)
-    sy = np.sign(y[i] - y[j])
-    tau = float(_tau_b(np.sign(x[i] - x[j]), sy))
-    if math.isnan(tau):
-        return tau, math.nan
-    if n <= 8:
-        perms = np.array(list(itertools.permutations(range(n))))
-        extra = 0
-    else:
-        rng = np.random.default_rng(seed)
-        perms = np.stack([rng.permutation(n) for _ in range(permutations)])
-        extra = 1
-    xp = x[perms]
-    taus = np.nan_to_num(_tau_b(np.sign(xp[:, i] - xp[:, j]), sy), nan=-2.0)
-    return tau, float((np.sum(taus >= tau - 1e-12) + extra) / (len(perms) + extra))
-
-
 def _is_delta(column) -> bool:
     return "delta" in str(column).casefold() or str(column).startswith("\N{GREEK CAPITAL LETTER DELTA}")
 
@@ -400,5 +364,5 @@ def style_comparison(df: pd.DataFrame, digits: int = 1):
     return styler.set_table_styles([{"selector": "td", "props": "text-align: right;"}])
 
 
-__all__ = ["ablation_table", "compare_with_reported", "format_comparison", "kendall_permutation",
-           "paired_cells", "style_comparison"]
+__all__ = ["ablation_table", "compare_with_reported", "format_comparison", "paired_cells",
+           "style_comparison"]
