@@ -48,7 +48,7 @@ def test_parameter_counts_equal_the_published_ones_as_printed():
 def _ablation(reproduced, half, reported) -> pd.DataFrame:
     rows = []
     for i, (m, h, r) in enumerate(zip(reproduced, half, reported, strict=True)):
-        rows.append({"label": f"r{i}", "NM reproduced": m, "NM 95% CI": f"[{m - h:.1f}, {m + h:.1f}]",
+        rows.append({"label": f"r{i}", "NM reproduced": m, "NM ci_low": m - h, "NM ci_high": m + h,
                      "NM reported": r, "Mean reproduced": m, "Mean reported": r})
     return pd.DataFrame(rows).set_index("label")
 
@@ -72,12 +72,12 @@ def test_ordering_is_kendalls_tau_with_its_permutation_p():
 
 def test_ordering_reads_main_tables_as_recorded():
     records = [
-        {"method": "Ours", "setting": "", "condition": "NM", "reproduced": 50.0, "95% CI": "[45.0, 55.0]",
-         "reported": 98.0},
-        {"method": "GaitSet", "setting": "", "condition": "NM", "reproduced": 30.0,
-         "95% CI": "[25.0, 35.0]", "reported": 95.0},
-        {"method": "LagrangeGait", "setting": "", "condition": "NM", "reproduced": None, "95% CI": "",
-         "reported": 97.5},
+        {"method": "Ours", "setting": "", "condition": "NM", "reproduced": 50.0, "ci_low": 45.0,
+         "ci_high": 55.0, "reported": 98.0},
+        {"method": "GaitSet", "setting": "", "condition": "NM", "reproduced": 30.0, "ci_low": 25.0,
+         "ci_high": 35.0, "reported": 95.0},
+        {"method": "LagrangeGait", "setting": "", "condition": "NM", "reproduced": None,
+         "ci_low": None, "ci_high": None, "reported": 97.5},
     ]
     o = ordering(pd.DataFrame(records))
     assert o.rows == 2 and math.isnan(o.tau)  # LagrangeGait is not reproduced

@@ -32,6 +32,7 @@ import math
 
 import pandas as pd
 
+from gaitlib.analysis.tables import AblationResult
 from gaitlib.papers.artifacts import artifact
 
 CONDITIONS = ("NM", "BG", "CL", "Mean")
@@ -95,14 +96,14 @@ def verdict(delta: float, excludes_zero: bool, seed_sd: float, paper_delta: floa
     return verdict_words(outcome(delta, excludes_zero, seed_sd, paper_delta), profile)
 
 
-def of_table(artifact_id: str, table: pd.DataFrame, data: str = "", profile: str = "",
+def of_table(artifact_id: str, table: AblationResult, data: str = "", profile: str = "",
              iterations: int | None = None) -> pd.DataFrame:
     """:func:`claims_of_record` of one ablation table (:func:`gaitlib.report.compare.ablation`)
     before it is recorded: what an ablation page shows about its own rows."""
-    if "paired" not in table.attrs:
-        raise ValueError(f"{artifact_id}: the table has no paired deltas (not an ablation table)")
-    seeds = len(table.attrs.get("seeds", [0]))
-    return pd.DataFrame(_lines(artifact_id, table.attrs["paired"], data, seeds, profile,
+    paired = table.paired_record()
+    if paired is None:
+        raise ValueError(f"{artifact_id}: the table has no paired deltas (no reference row)")
+    return pd.DataFrame(_lines(artifact_id, paired, data, max(1, len(table.seeds)), profile,
                                iterations))
 
 

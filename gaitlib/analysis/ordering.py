@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from gaitlib.analysis.tables import AblationResult
+
 
 def _num(value) -> float:
     try:
@@ -25,10 +27,12 @@ def _num(value) -> float:
         return math.nan
 
 
-def long_form(table: pd.DataFrame) -> pd.DataFrame:
-    """A main or ablation table in long form: one line per (row, condition) with
-    ``reproduced``, ``low``, ``high`` (95% CI) and ``reported``; rows that were not reproduced
-    are dropped."""
+def long_form(table: pd.DataFrame | AblationResult) -> pd.DataFrame:
+    """A main or ablation table (an :class:`~gaitlib.analysis.tables.AblationResult`, or a
+    frame as recorded) in long form: one line per (row, condition) with ``reproduced``, ``low``,
+    ``high`` (95% CI) and ``reported``; rows that were not reproduced are dropped."""
+    if isinstance(table, AblationResult):
+        table = table.to_frame()
     flat = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
     lines = []
     if "label" in flat.columns:  # ablation
@@ -121,7 +125,7 @@ class Ordering:
         return f"tau {self.tau:+.2f} over {self.rows} rows (p = {self.p:.2g})"
 
 
-def ordering(table: pd.DataFrame) -> Ordering:
+def ordering(table: pd.DataFrame | AblationResult) -> Ordering:
     """Compare the reproduced ordering of a table's rows with the paper's (see :class:`Ordering`);
     a row's mean is taken over the conditions where both sides have a number."""
     data = long_form(table)

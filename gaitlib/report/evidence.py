@@ -26,6 +26,7 @@ import pandas as pd
 
 from gaitlib.analysis.hours import NOT_MEASURED, options_key, pending
 from gaitlib.analysis.ordering import ordering
+from gaitlib.analysis.tables import AblationResult
 from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
 from gaitlib.report.records import base_commit, headline, model_label, record_markdown, recorded
 from gaitlib.report.results import read_dry_run
@@ -212,8 +213,8 @@ def training_lines(results_dir: str | os.PathLike) -> tuple[str, str]:
     return cheap, started + "."
 
 
-def page_summary(artifact_id: str, table: pd.DataFrame | None, results_dir: str | os.PathLike,
-                 data: str, profile: str) -> str:
+def page_summary(artifact_id: str, table: pd.DataFrame | AblationResult | None,
+                 results_dir: str | os.PathLike, data: str, profile: str) -> str:
     """Markdown for the head of an artifact page: verified / what this run shows / pending."""
     art = artifact(artifact_id)
     models = {(row.model, "oumvlp" if row.shape == "oumvlp" else "casia-b") for row in art.rows}
@@ -310,10 +311,12 @@ def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str
     """Markdown: this artifact's other editions (its records of other data or profiles, e.g.
     the synthetic edition under a real-data page), each with its table, the ordering sentence,
     and when and at which commit it was recorded; a record made by another code version than
-    this page says so, since its numbers may have changed since."""
-    from gaitlib.provenance import git_commit
+    this page's (:func:`gaitlib.runs.cache.code_version`) says so, since its numbers may have
+    changed since.  Nothing here depends on the checkout's commit, so a rebuild of the same
+    sources shows the same text."""
+    from gaitlib.runs.cache import code_version
 
-    here = base_commit(git_commit())
+    here = code_version()
     entries = [e for e in recorded(results_dir, artifact_id)
                if (e["data"], e["profile"]) != (data, profile)]
     if not entries:
@@ -322,10 +325,11 @@ def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str
     lines = []
     for e in entries:
         commit = base_commit(e.get("git_commit", ""))
+        theirs = e.get("code_version")
         lines += [f"### The {data_label(e)} edition ({e['profile']} profile)", "",
                   f"Recorded {str(e.get('recorded', ''))[:10]} at commit {commit[:12]}"
-                  + ("" if commit == here else
-                     f", a different code version from this page's ({here[:12]}): its numbers "
+                  + ("" if theirs in (None, here) else
+                     f", by code version {theirs}, not this page's ({here}): its numbers "
                      "may have changed since") + f" (`book/results/{artifact_id}/"
                   f"{e['data']}-{e['profile']}.json`).", ""]
         table = pd.DataFrame(e.get("table", []))
