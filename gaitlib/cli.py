@@ -85,7 +85,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from gaitlib.report.reproduce import reproduce
+    from gaitlib.publish.reproduce import reproduce
 
     if args.gpu_memory is not None and not args.gpus:
         raise ValueError("--gpu-memory GIB plans for GPUs: give their ids with --gpus, e.g. "
@@ -115,7 +115,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     """``gaitlib reproduce --plan``: print the plan (no store, no GPU needed with --gpu-memory)."""
-    from gaitlib.report.reproduce import select
+    from gaitlib.publish.reproduce import select
     from gaitlib.runs.budget import format_plan, plan_csv, study_budget
     from gaitlib.runs.pool import check_gpus, cpu_workers, gpu_memory_gib
 
@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parsers(commands)
     _add_checkpoint_parsers(commands)
 
-    from gaitlib.report.reproduce import DATASETS, FINAL, NOTEBOOKS, PROFILES
+    from gaitlib.publish.reproduce import DATASETS, FINAL, NOTEBOOKS, PROFILES
 
     rep = commands.add_parser(
         "reproduce", help="run the study's notebooks (papermill) and build the book",

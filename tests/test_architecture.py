@@ -119,6 +119,10 @@ def test_no_import_cycles():
     ("gaitlib.training", "gaitlib.runs"), ("gaitlib.training", "gaitlib.report"),
     ("gaitlib.evaluation", "gaitlib.report"), ("gaitlib.runs", "gaitlib.report"),
     ("gaitlib.provenance", "gaitlib.runs"), ("gaitlib.provenance", "gaitlib.training"),
+    ("gaitlib.papers", "gaitlib.analysis"), ("gaitlib.runs", "gaitlib.analysis"),
+    ("gaitlib.training", "gaitlib.analysis"), ("gaitlib.analysis", "gaitlib.report"),
+    ("gaitlib.analysis", "gaitlib.publish"), ("gaitlib.report", "gaitlib.publish"),
+    ("gaitlib.runs", "gaitlib.publish"), ("gaitlib.analysis", "gaitlib.figures"),
 ])
 def test_layers_import_downwards_only(lower, upper):
     graph = import_graph()
@@ -126,6 +130,31 @@ def test_layers_import_downwards_only(lower, upper):
                    if m == lower or m.startswith(lower + ".")
                    for t in targets if t == upper or t.startswith(upper + "."))
     assert wrong == []
+
+
+# What reads or writes files (and so does not belong in the analysis layer).
+_FILE_IO = ("open", "read_text", "write_text", "read_bytes", "write_bytes", "read_csv", "to_csv",
+            "to_json", "read_json", "savefig", "Path", "glob", "rglob", "load", "dump")
+
+
+def file_io_calls(path: Path) -> list[str]:
+    """``name (line)`` for every call in ``path`` whose function is named like file I/O."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in _FILE_IO:
+                found.append(f"{name} ({node.lineno})")
+    return found
+
+
+def test_the_analysis_layer_reads_and_writes_no_files(tmp_path):
+    bad = {p.name: file_io_calls(p) for p in sorted((PACKAGE / "analysis").glob("*.py"))}
+    assert {name: calls for name, calls in bad.items() if calls} == {}
+    sample = tmp_path / "sample.py"  # the check itself finds file I/O
+    sample.write_text("from pathlib import Path\nPath('x').read_text()\nopen('y')\n")
+    assert sorted(file_io_calls(sample)) == ["Path (2)", "open (3)", "read_text (2)"]
 
 
 def test_the_papers_layer_is_plain_data():

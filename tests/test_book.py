@@ -7,7 +7,7 @@ import pytest
 
 from gaitlib.cli import main
 from gaitlib.papers.artifacts import ARTIFACT_IDS
-from gaitlib.report.reproduce import REPO, reproduce
+from gaitlib.publish.reproduce import REPO, reproduce
 
 
 @pytest.mark.slow

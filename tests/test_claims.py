@@ -10,13 +10,30 @@ import nbformat
 import pandas as pd
 import pytest
 
+from gaitlib.analysis import claims
+from gaitlib.analysis.tables import AblationResult, AblationRow, PairedDelta
 from gaitlib.papers.artifacts import artifact
-from gaitlib.report import claims
+from gaitlib.report import evidence
 
 
 def _cell(delta, ci, paper, sd=None):
     return {"delta": delta, "delta_ci": ci, "excludes_zero": ci is not None and (ci[0] > 0 or ci[1] < 0),
             "paper_delta": paper, "seed_sd": sd}
+
+
+def _table(rows: dict, reference: str, **context) -> AblationResult:
+    """An ablation whose paired deltas are ``rows`` (label -> condition -> :func:`_cell`)."""
+    nan = math.nan
+    conditions = ("NM", "BG", "CL")
+    built = []
+    for label, cells in rows.items():
+        paired = {c: PairedDelta(cell["delta"], *(cell["delta_ci"] or (nan, nan)),
+                                 cell["paper_delta"], nan if cell["seed_sd"] is None else cell["seed_sd"])
+                  for c, cell in cells.items()}
+        blank = {c: nan for c in (*conditions, "Mean")}
+        built.append(AblationRow(label, dict(blank), {c: (nan, nan) for c in conditions},
+                                 dict(blank), dict(blank), paired))
+    return AblationResult(tuple(built), conditions, reference=reference, **context)
 
 
 def _record(tmp_path, aid, data="synthetic", seeds=(0, 1, 2, 3, 4), full=(6.0, (2.0, 9.0)),
@@ -62,7 +79,7 @@ def test_verdicts_only_at_the_papers_scale(delta, excludes, sd, paper, expected,
 
 def test_claims_per_table(tmp_path):
     ref, full, others = _record(tmp_path, "cstl-t3")
-    table = claims.claims(tmp_path)
+    table = evidence.recorded_claims(tmp_path)
     assert set(table["artifact"]) == {"cstl-t3"} and ref not in set(table["row"])
     # GaitSet and GaitPart are shown on CSTL's Table 3 but are not CSTL's claims
     own = [r for r in others if r not in ("GaitSet", "GaitPart")]
@@ -86,7 +103,7 @@ def test_claims_per_table(tmp_path):
 
 def test_a_record_without_seeds_resolves_nothing(tmp_path):
     _record(tmp_path, "local3d-t4", seeds=(0,), sds=(None, None))
-    table = claims.claims(tmp_path)
+    table = evidence.recorded_claims(tmp_path)
     assert set(table["outcome"]) == {"unresolved"} and table["beyond 2 seed SD"].isna().all()
 
 
@@ -95,14 +112,14 @@ def test_the_page_shown_decides(tmp_path):
     real = tmp_path / "cstl-t5" / "casia-b-cpu.json"  # the page shows real data: no deltas recorded
     real.write_text(json.dumps({"artifact": "cstl-t5", "data": "casia-b", "profile": "cpu",
                                 "recorded": "x", "git_commit": "y", "runs": {}, "table": []}))
-    assert claims.claims(tmp_path).empty
+    assert evidence.recorded_claims(tmp_path).empty
     assert claims.verdict_counts(pd.DataFrame()).empty
 
 
 # --- a rebuild without extra seeds keeps what was made with them ----------------------------------
 
 def test_a_rebuild_without_seeds_keeps_the_seeded_page(tmp_path):
-    from gaitlib.report.reproduce import more_faithful_published
+    from gaitlib.publish.notebooks import more_faithful_published
 
     page = tmp_path / "cstl-t3.ipynb"
     nb = nbformat.v4.new_notebook()
@@ -123,12 +140,14 @@ def test_a_record_with_more_seeds_is_kept(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(PUBLISH_ENV, "1")
     _record(tmp_path, "cstl-t4", data="synthetic")
     before = (tmp_path / "cstl-t4" / "synthetic-cpu.json").read_text()
-    table = pd.DataFrame({"label": ["x"], "NM reproduced": [1.0]})
-    assert study.record("cstl-t4", table, {}, tmp_path, "cpu", "synthetic") is None
+    rows = {"x": {c: _cell(0.0, None, 0.0) for c in claims.CONDITIONS}}
+    assert study.record("cstl-t4", _table(rows, "x"), {}, tmp_path, "cpu", "synthetic") is None
     assert "more seeds" in capsys.readouterr().out
     assert (tmp_path / "cstl-t4" / "synthetic-cpu.json").read_text() == before
-    table.attrs["seeds"] = [0, 1, 2, 3, 4, 5]
-    assert study.record("cstl-t4", table, {}, tmp_path, "cpu", "synthetic") is not None
+    more = _table(rows, "x", seeds=(0, 1, 2, 3, 4, 5))
+    assert study.record("cstl-t4", more, {}, tmp_path, "cpu", "synthetic") is not None
+    written = json.loads((tmp_path / "cstl-t4" / "synthetic-cpu.json").read_text())
+    assert written["seeds"] == [0, 1, 2, 3, 4, 5] and written["paired"] == more.paired_record()
 
 
 def test_the_page_note_gives_verdicts_only_with_seeds():
@@ -137,19 +156,15 @@ def test_the_page_note_gives_verdicts_only_with_seeds():
     rows = {"base": {c: _cell(0.0, None, 0.0, 1.0) for c in claims.CONDITIONS},
             "mid": {c: _cell(-5.0, (-8.0, -2.0), 1.0) for c in claims.CONDITIONS},
             "full": {c: _cell(6.0, (2.0, 9.0), 4.0, 1.0) for c in claims.CONDITIONS}}
-    table = pd.DataFrame({"label": list(rows)})
-    table.attrs["paired"] = {"reference": "base", "rows": rows}
-    table.attrs.update(profile="paper")
-    one = study.paired_note(table)
+    one = study.paired_note(_table(rows, "base", profile="paper"))
     assert "1 differ in the paper's direction" in one and "1 in the opposite direction" in one
     assert "no claim is settled" in one and "supported" not in one
-    table.attrs["seeds"] = [0, 1, 2]
-    three = study.paired_note(table)
+    three = study.paired_note(_table(rows, "base", profile="paper", seeds=(0, 1, 2)))
     assert "at the paper's scale: 1 supported; 1 contradicted; 0 unresolved" in three
     assert "The full model's delta is +6.0 against the paper's +4.0" in three
     assert "**supported**" in three
-    table.attrs.update(profile="cpu", iterations=60)  # a cheap profile: what was seen, no verdict
-    cheap = study.paired_note(table)
+    # a cheap profile: what was seen, no verdict
+    cheap = study.paired_note(_table(rows, "base", profile="cpu", iterations=60, seeds=(0, 1, 2)))
     assert "supported" not in cheap.replace("can support", "") and "contradicted" not in cheap
     assert ("**same sign as the paper, beyond seed noise**, at 60 iterations (cpu profile)"
             in cheap)

@@ -90,7 +90,7 @@ def test_publishing_refuses_a_dirty_source_tree(tmp_path):
 def test_cost_page_totals_and_the_gpu_measurement_hook(tmp_path):
     import json
 
-    from gaitlib.report.cost import GPU_EFFECTIVE_TFLOPS, render, write_page
+    from gaitlib.publish.cost import GPU_EFFECTIVE_TFLOPS, render, write_page
     from gaitlib.runs.dryrun import DryRunRow, write_csv
 
     rows = [DryRunRow("gaitmm", "casia-b", "", "gaitmm-t1 gaitmm-t3", 1000, 64, 30, 64, 74,
@@ -101,7 +101,7 @@ def test_cost_page_totals_and_the_gpu_measurement_hook(tmp_path):
                       projected_hours=20.0, git_commit="abc")]
     csv_path = write_csv(rows, tmp_path / "dry.csv")
     page = write_page(csv_path, tmp_path / "cost.md", tmp_path / "none.json").read_text()
-    # per artifact as the scorecard counts it (gaitlib.report.hours): runs that ran of those needed
+    # per artifact as the scorecard counts it (gaitlib.analysis.hours): runs that ran of those needed
     assert "| gaitmm-t1 | 1 of 5 | 10.0 |" in page and "| gaitmm-t3 | 2 of 4 | 30.0 |" in page
     assert "| **all (shared runs once)** | 2 of 37 | **30.0**" in page
     gpu_first = 1000 * 2.0 / GPU_EFFECTIVE_TFLOPS / 3600
@@ -140,7 +140,7 @@ def test_a_128_run_on_a_64_store_gets_an_upsampled_copy(tmp_path):
 
 
 def test_reproduce_into_the_repositorys_book_refuses_a_dirty_tree(tmp_path, monkeypatch):
-    import gaitlib.report.reproduce as rep
+    import gaitlib.publish.reproduce as rep
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -157,7 +157,7 @@ def test_reproduce_into_the_repositorys_book_refuses_a_dirty_tree(tmp_path, monk
 
 
 def test_cost_page_of_a_dry_run_measured_on_a_gpu(tmp_path):
-    from gaitlib.report.cost import cpu_throughput, render
+    from gaitlib.publish.cost import cpu_throughput, render
     from gaitlib.runs.dryrun import DryRunRow, write_csv
 
     rows = [DryRunRow("cstl", "casia-b", "", "cstl-t1 cstl-t3", 1000, 64, 30, 64, 74,
@@ -165,7 +165,7 @@ def test_cost_page_of_a_dry_run_measured_on_a_gpu(tmp_path):
                       projected_hours=0.1, git_commit="abc"),
             DryRunRow("local3d", "oumvlp", "variant=oumvlp", "local3d-t2", 2000, 512, 30, 64, 5153,
                       status="failed", message="RuntimeError: Output tensor is too large.")]
-    from gaitlib.report.cost import load_rows
+    from gaitlib.publish.cost import load_rows
 
     loaded = load_rows(write_csv(rows, tmp_path / "dry.csv"))
     cpu_steps = [{"model": "gaitset", "step_tflop": "2.0", "step_seconds": "100"},

@@ -11,14 +11,17 @@ import pytest
 import torch
 
 from gaitlib import models
+from gaitlib.analysis import hours
+from gaitlib.analysis.ordering import ordering
 from gaitlib.papers.artifacts import ARTIFACT_IDS
-from gaitlib.report import evidence, hours
+from gaitlib.report import evidence
 from gaitlib.report.inspection import (
     PaddingCheck,
     fusion_markdown,
     ssfl_padding_check,
     temporal_padding,
 )
+from gaitlib.report.results import DRY_RUN, read_dry_run
 from tests.conftest import blob_silhouettes
 
 
@@ -45,7 +48,7 @@ def test_parameter_counts_equal_the_published_ones_as_printed():
 def _ablation(reproduced, half, reported) -> pd.DataFrame:
     rows = []
     for i, (m, h, r) in enumerate(zip(reproduced, half, reported, strict=True)):
-        rows.append({"label": f"r{i}", "NM reproduced": m, "NM 95% CI": f"[{m - h:.1f}, {m + h:.1f}]",
+        rows.append({"label": f"r{i}", "NM reproduced": m, "NM ci_low": m - h, "NM ci_high": m + h,
                      "NM reported": r, "Mean reproduced": m, "Mean reported": r})
     return pd.DataFrame(rows).set_index("label")
 
@@ -54,7 +57,7 @@ def test_ordering_is_kendalls_tau_with_its_permutation_p():
     # r0 < r1 < r2 in the paper; here r1 and r2 swap: 2 of 3 pairs concordant, tau = 1/3, and
     # 3 of the 6 orderings of three rows agree with the paper at least as well
     table = _ablation([10.0, 40.0, 38.0], [2.0, 5.0, 5.0], [80.0, 85.0, 90.0])
-    o = evidence.ordering(table)
+    o = ordering(table)
     assert o.rows == 3 and o.tau == pytest.approx(1 / 3) and o.p == pytest.approx(0.5)
     assert (o.best_paper, o.best_here) == ("r2", "r1")
     assert o.summary() == ("Kendall's tau between this edition's and the paper's row means: +0.33 "
@@ -69,20 +72,20 @@ def test_ordering_is_kendalls_tau_with_its_permutation_p():
 
 def test_ordering_reads_main_tables_as_recorded():
     records = [
-        {"method": "Ours", "setting": "", "condition": "NM", "reproduced": 50.0, "95% CI": "[45.0, 55.0]",
-         "reported": 98.0},
-        {"method": "GaitSet", "setting": "", "condition": "NM", "reproduced": 30.0,
-         "95% CI": "[25.0, 35.0]", "reported": 95.0},
-        {"method": "LagrangeGait", "setting": "", "condition": "NM", "reproduced": None, "95% CI": "",
-         "reported": 97.5},
+        {"method": "Ours", "setting": "", "condition": "NM", "reproduced": 50.0, "ci_low": 45.0,
+         "ci_high": 55.0, "reported": 98.0},
+        {"method": "GaitSet", "setting": "", "condition": "NM", "reproduced": 30.0, "ci_low": 25.0,
+         "ci_high": 35.0, "reported": 95.0},
+        {"method": "LagrangeGait", "setting": "", "condition": "NM", "reproduced": None,
+         "ci_low": None, "ci_high": None, "reported": 97.5},
     ]
-    o = evidence.ordering(pd.DataFrame(records))
+    o = ordering(pd.DataFrame(records))
     assert o.rows == 2 and math.isnan(o.tau)  # LagrangeGait is not reproduced
     assert "too few to compare" in o.summary()
 
 
 def test_device_hours_have_one_source(tmp_path):
-    assert hours.read_dry_run(tmp_path) is None
+    assert read_dry_run(tmp_path) is None
     p = hours.pending("cstl-t5", None)
     assert (p.runs, p.measured) == (3, 0) and "not yet measured" in p.summary()
     lines = ["model,dataset,options,iterations,batch,step_seconds,peak_memory_mb,device,"
@@ -94,8 +97,8 @@ def test_device_hours_have_one_source(tmp_path):
              "local3d,casia-b,\"feature_extraction=False;paths=['head', 'arm_l', 'arm_r']\","
              "120000,128,0.3,9000,H200,8.9,ok",
              "local3d,casia-b,resolution=128,120000,128,,,H200,nan,failed"]
-    (tmp_path / hours.DRY_RUN).write_text("\n".join(lines) + "\n")
-    dry = hours.read_dry_run(tmp_path)
+    (tmp_path / DRY_RUN).write_text("\n".join(lines) + "\n")
+    dry = read_dry_run(tmp_path)
     done = hours.pending("cstl-t5", dry)  # max pooling (JSON options), average (k=v), ATA ({})
     assert (done.runs, done.measured, done.hours) == (3, 3, pytest.approx(19.0))
     assert "about 19 device-hours on H200 (projected" in done.summary()
@@ -108,7 +111,7 @@ def test_device_hours_have_one_source(tmp_path):
     whole = hours.study_hours(dry)
     assert whole.runs == 37 and whole.measured == 4 and len(whole.failed) == 1
     # the cost page's per-artifact sums are the scorecard's
-    from gaitlib.report import cost
+    from gaitlib.publish import cost
 
     assert dict((a, len(r)) for a, r in cost._per_artifact(dry)) == {
         "local3d-t5": 1, "cstl-t1": 1, "cstl-t3": 2, "cstl-t4": 1, "cstl-t5": 3, "cstl-f6": 1,

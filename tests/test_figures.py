@@ -18,6 +18,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from gaitlib import models  # noqa: E402
+from gaitlib.analysis.tables import (  # noqa: E402
+    ablation_table,
+    compare_with_reported,
+    format_comparison,
+    style_comparison,
+)
 from gaitlib.evaluation import evaluate  # noqa: E402
 from gaitlib.figures import (  # noqa: E402
     pick_identities,
@@ -31,12 +37,6 @@ from gaitlib.figures import (  # noqa: E402
     tsne_embedding,
 )
 from gaitlib.models.local_block import PARTS  # noqa: E402
-from gaitlib.report.tables import (  # noqa: E402
-    ablation_table,
-    compare_with_reported,
-    format_comparison,
-    style_comparison,
-)
 from tests.conftest import blob_silhouettes  # noqa: E402
 
 VIEWS = ("000", "018", "036", "054")
@@ -345,18 +345,20 @@ def test_ablation_table(result):
     ])
     rows = {"Baseline": weaker, "+ MSTE": result}
     table = ablation_table(rows, reported, method="CSTL")
-    assert list(table.index) == ["Baseline", "+ MSTE"]
-    base = table.loc["Baseline"]
+    assert table.labels == ["Baseline", "+ MSTE"] and table.conditions == ("NM", "BG", "CL")
+    frame = table.to_frame()  # every cell a number
+    assert all(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns)
+    base = frame.loc["Baseline"]
     for cond, value in {"NM": 93.5, "BG": 85.0, "CL": 70.1}.items():
         mean = weaker.table.loc[cond, "Mean"]
         assert base[f"{cond} reproduced"] == mean
         assert base[f"{cond} reported"] == value
         assert base[f"{cond} delta"] == pytest.approx(mean - value)
         low, high = weaker.ci.loc[cond]
-        assert base[f"{cond} 95% CI"] == f"[{low:.1f}, {high:.1f}]"
+        assert (base[f"{cond} ci_low"], base[f"{cond} ci_high"]) == (low, high)
     assert base["Mean reported"] == pytest.approx((93.5 + 85.0 + 70.1) / 3)
     assert base["Mean reproduced"] == pytest.approx(weaker.table["Mean"].mean())
-    mste = table.loc["+ MSTE"]
+    mste = frame.loc["+ MSTE"]
     assert np.isnan(mste["NM reported"]) and np.isnan(mste["NM delta"])
     assert mste["Mean reported"] == 88.8
     assert mste["Mean delta"] == pytest.approx(result.table["Mean"].mean() - 88.8)
@@ -364,7 +366,9 @@ def test_ablation_table(result):
     assert shown.loc["+ MSTE", "Mean delta"] == f"{mste['Mean delta']:+.1f}"
     body = style_comparison(table).to_html().split("<tbody>")[1]
     assert body.count("<tr") == 2  # one per ablation row
-    assert f">{mste['Mean delta']:+.1f}<" in body and f">{base['NM 95% CI']}<" in body
+    nm_ci = f"[{base['NM ci_low']:.1f}, {base['NM ci_high']:.1f}]"
+    assert f">{mste['Mean delta']:+.1f}<" in body and f">{nm_ci}<" in body
+    assert shown.loc["Baseline", "NM 95% CI"] == nm_ci and "NM ci_low" not in shown.columns
 
     with pytest.raises(KeyError, match="'baseline', '\\+MSTE'"):
         ablation_table({"+ATA": result}, reported, method="CSTL")
@@ -374,4 +378,4 @@ def test_ablation_table(result):
     with pytest.raises(ValueError, match="more than once"):
         ablation_table({"baseline": result}, reported)
     renamed = ablation_table({"full": result}, reported, method="CSTL", keys={"full": "+MSTE"})
-    assert renamed.loc["full", "Mean reported"] == 88.8
+    assert renamed.row("full").reported["Mean"] == 88.8

@@ -14,8 +14,8 @@ import pytest  # noqa: E402
 
 from gaitlib.figures import plot_local_volumes, plot_ssfl_selection, plot_synthetic_samples  # noqa: E402
 from gaitlib.figures._common import RealFramesError, declare_frames, frames_declaration  # noqa: E402
+from gaitlib.publish.reproduce import reproduce  # noqa: E402
 from gaitlib.report import frames  # noqa: E402
-from gaitlib.report.reproduce import reproduce  # noqa: E402
 from tests.conftest import make_store  # noqa: E402
 from tests.test_reproduce import PARAMS, casia_root, write_notebook  # noqa: E402
 
@@ -142,6 +142,6 @@ def test_pages_on_real_data_draw_the_synthetic_walker(tmp_path):
 def test_the_published_book_shows_no_real_frames():
     """Every page committed in book/ that was made from real data declares each image: no
     CASIA-B frame (or image of one) is in the repository's published pages."""
-    from gaitlib.report.reproduce import REPO
+    from gaitlib.publish.reproduce import REPO
 
     assert frames.unpublishable(REPO / "book") == {}

@@ -10,9 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from gaitlib.publish.reproduce import NOTEBOOKS, REPO
 from gaitlib.report import study
 from gaitlib.report.parameters import ParameterError, check_parameters
-from gaitlib.report.reproduce import NOTEBOOKS, REPO
 from gaitlib.runs.cache import Run, RunSpec
 from gaitlib.training.config import TrainConfig
 from gaitlib.training.rundir import trained_devices, write_environment

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gaitlib.analysis.ordering import kendall_permutation
+from gaitlib.analysis.tables import ablation_table, paired_cells
 from gaitlib.evaluation import evaluate
 from gaitlib.evaluation.paired import paired_delta
 from gaitlib.evaluation.protocols import summarise
-from gaitlib.report.tables import ablation_table, kendall_permutation, paired_cells
 from gaitlib.training.rundir import read_evaluation, write_evaluation
 
 CONDITIONS = ("nm-01", "nm-02", "nm-03", "nm-04", "nm-05", "nm-06", "bg-01", "bg-02", "cl-01",
@@ -108,13 +109,15 @@ def test_ablation_table_adds_paired_deltas_paper_deltas_and_seed_sd():
     full = [result(0.3, seed=1), result(0.35, seed=5), result(0.3, seed=6)]
     table = ablation_table({"Base": base, "Mid": mid, "Full": full}, _reported(),
                            reference="Base", bootstrap=300)
-    info = table.attrs["paired"]
+    info = table.paired_record()
     assert info["reference"] == "Base" and set(info["rows"]) == {"Base", "Mid", "Full"}
+    frame = table.to_frame()
     full_mean = info["rows"]["Full"]["Mean"]
     assert full_mean["paper_delta"] == pytest.approx(((93 + 85 + 77) - (90 + 80 + 70)) / 3,
                                                      abs=1e-3)
-    assert full_mean["delta"] == pytest.approx(table.loc["Full", "Mean reproduced"]
-                                               - table.loc["Base", "Mean reproduced"], abs=1e-3)
+    assert full_mean["delta"] == pytest.approx(frame.loc["Full", "Mean reproduced"]
+                                               - frame.loc["Base", "Mean reproduced"], abs=1e-3)
+    assert frame.loc["Full", "Mean paired delta"] == table.row("Full").paired["Mean"].delta
     low, high = full_mean["delta_ci"]
     assert low <= full_mean["delta"] <= high and full_mean["excludes_zero"] == (low > 0 or high < 0)
     assert info["rows"]["Base"]["NM"] == {"delta": 0.0, "delta_ci": None, "excludes_zero": False,
@@ -123,7 +126,7 @@ def test_ablation_table_adds_paired_deltas_paper_deltas_and_seed_sd():
     assert info["rows"]["Full"]["CL"]["seed_sd"] == pytest.approx(np.std(sds, ddof=1), abs=1e-3)
     assert info["rows"]["Mid"]["CL"]["seed_sd"] is None
     # the shown accuracy is the first seed's
-    assert table.loc["Full", "NM reproduced"] == full[0].table.loc["NM", "Mean"]
+    assert table.row("Full").reproduced["NM"] == full[0].table.loc["NM", "Mean"]
     cells = paired_cells(table)
     assert cells.loc["Base", "NM"] == "reference"
     assert "(paper +3.0)" in cells.loc["Full", "NM"] and "SD" in cells.loc["Full", "NM"]
@@ -134,7 +137,7 @@ def test_ablation_table_without_counts_gives_the_delta_but_no_interval():
     tables = {k: result(n, seed=s).table for k, n, s in (("Base", 1.0, 2), ("Mid", 0.7, 4),
                                                          ("Full", 0.3, 1))}
     table = ablation_table(tables, _reported(), reference="Base")
-    entry = table.attrs["paired"]["rows"]["Full"]["NM"]
+    entry = table.paired_record()["rows"]["Full"]["NM"]
     assert entry["delta_ci"] is None and entry["delta"] == pytest.approx(
         tables["Full"].loc["NM", "Mean"] - tables["Base"].loc["NM", "Mean"], abs=1e-3)
     with pytest.raises(KeyError, match="reference row"):

@@ -15,8 +15,9 @@ import pytest
 
 from gaitlib.cli import main
 from gaitlib.papers.artifacts import ARTIFACT_IDS
-from gaitlib.report import reproduce as rep
-from gaitlib.report.reproduce import NotebookRun, Worker, format_runs, reproduce, skip_reason
+from gaitlib.publish import notebooks as nbs
+from gaitlib.publish import reproduce as rep
+from gaitlib.publish.reproduce import NotebookRun, Worker, format_runs, reproduce, skip_reason
 from gaitlib.runs.cache import RunSpec, ensure_run
 from tests.conftest import make_store
 
@@ -257,7 +258,7 @@ def test_cpu_workers_share_the_cores(monkeypatch):
 def test_a_cheaper_rebuild_keeps_a_more_faithful_page(tmp_path):
     import nbformat
 
-    from gaitlib.report.reproduce import more_faithful_published
+    from gaitlib.publish.notebooks import more_faithful_published
 
     page = tmp_path / "cstl-t3.ipynb"
     nb = nbformat.v4.new_notebook()
@@ -308,7 +309,7 @@ def test_gpu_ids_past_the_last_gpu_are_refused(monkeypatch):
 
 VOLATILE_CELL = """
 import pandas as pd
-from gaitlib.report.reproduce import REPO
+from gaitlib.publish.reproduce import REPO
 from gaitlib.report.results import publishing
 print("publishing", publishing())
 print("store at", REPO / "data" / "x")
@@ -325,7 +326,7 @@ if publishing():
 
 
 def test_strip_volatile_normalises_what_changes_between_runs(tmp_path):
-    from gaitlib.report.reproduce import REPO
+    from gaitlib.publish.reproduce import REPO
 
     def executed(path: Path, uuid: str, seconds: float) -> None:
         nb = nbformat.v4.new_notebook()
@@ -355,7 +356,7 @@ def test_strip_volatile_normalises_what_changes_between_runs(tmp_path):
     executed(a, "1b531", 12.5)
     executed(b, "9f0e2", 30.25)
     for path in (a, b):
-        rep.strip_volatile(path)
+        nbs.strip_volatile(path)
     assert a.read_text() == b.read_text()
     nb = nbformat.read(a, as_version=4)
     assert all("remove-cell" in c.metadata["tags"] for c in nb.cells[:2])  # no parameters on pages
@@ -366,7 +367,7 @@ def test_strip_volatile_normalises_what_changes_between_runs(tmp_path):
     assert outputs[0]["data"]["text/plain"] == "<Styler at 0x0>"
     assert outputs[1]["text"] == "wrote runs/x\n"
     assert nb.metadata.papermill == {"parameters": {"a": 1}}
-    rep.strip_volatile(a)  # idempotent
+    nbs.strip_volatile(a)  # idempotent
     assert a.read_text() == b.read_text()
 
 
@@ -400,7 +401,7 @@ def test_only_reproduce_records(tmp_path, monkeypatch):
     # The notebook run by hand (any kernel outside reproduce) computes but records nothing.
     import papermill
 
-    papermill.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), kernel_name=rep.KERNEL,
+    papermill.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), kernel_name=nbs.KERNEL,
                                cwd=str(tmp_path), progress_bar=False)
     assert not (tmp_path / "r").exists()
     path = tmp_path / "rec.json"
@@ -418,6 +419,6 @@ def test_only_reproduce_records(tmp_path, monkeypatch):
 
 def test_the_scorecard_is_the_same_page_whatever_the_data():
     # it summarises every dataset's records, so rebuilding either edition must not rewrite it
-    from gaitlib.report.reproduce import NOTEBOOKS, REPO, declared_parameters
+    from gaitlib.publish.notebooks import NOTEBOOKS, REPO, declared_parameters
 
     assert "data" not in declared_parameters(REPO / "notebooks" / NOTEBOOKS["scorecard"])

@@ -36,7 +36,7 @@ def test_the_plan_covers_every_run_of_the_study_once():
 
 
 def test_every_caller_asks_the_plan():
-    from gaitlib.report.hours import runs_needed
+    from gaitlib.analysis.hours import runs_needed
     from gaitlib.runs.dryrun import study_runs
     from gaitlib.runs.pretrain import planned_runs
 

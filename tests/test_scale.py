@@ -62,11 +62,12 @@ def test_tables_carry_chance_and_the_gei_baseline(data_root):
     chance = floor[floor["method"] == scale.CHANCE]["reproduced"]
     assert (chance == 25.0).all()
     gei = floor[floor["method"] == scale.GEI]
-    assert gei["reproduced"].between(0, 100).all() and gei["95% CI"].str.startswith("[").all()
+    assert gei["reproduced"].between(0, 100).all()
+    assert (gei["ci_low"] <= gei["reproduced"]).all() and (gei["reproduced"] <= gei["ci_high"]).all()
     assert "chance is 25.0%" in scale.floor_sentence(runs)
     # a main table and an ablation table, each with the two lines appended (no paper number)
     main = pd.DataFrame([{"method": "Ours", "setting": "", "condition": c, "input (ran)": "32x22",
-                          "reproduced": 50.0, "95% CI": "[40.0, 60.0]", "reported": 90.0,
+                          "reproduced": 50.0, "ci_low": 40.0, "ci_high": 60.0, "reported": 90.0,
                           "delta": -40.0} for c in ("NM", "BG", "CL")]
                         ).set_index(["method", "setting", "condition"])
     shown = display.with_baselines(main, floor)

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from gaitlib.report.reproduce import REPO
+from gaitlib.publish.reproduce import REPO
 
 HEAVY = ("torch", "pandas", "matplotlib", "scipy")
 

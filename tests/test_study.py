@@ -25,6 +25,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from gaitlib.analysis.tables import AblationResult, AblationRow  # noqa: E402
 from gaitlib.data.sampling import to_model_input  # noqa: E402
 from gaitlib.models import options as model_options  # noqa: E402
 from gaitlib.papers.artifacts import ARTIFACT_IDS, ARTIFACTS  # noqa: E402
@@ -371,14 +372,36 @@ def _ablation_table() -> tuple[pd.DataFrame, dict[str, float]]:
     data: dict[str, list] = {}
     for c in ("NM", "BG"):
         data[f"{c} reproduced"] = reproduced[c]
-        data[f"{c} 95% CI"] = [f"[{m - h:.1f}, {m + h:.1f}]" for m, h in zip(reproduced[c], half[c],
-                                                                           strict=True)]
+        data[f"{c} ci_low"] = [m - h for m, h in zip(reproduced[c], half[c], strict=True)]
+        data[f"{c} ci_high"] = [m + h for m, h in zip(reproduced[c], half[c], strict=True)]
         data[f"{c} reported"] = reported[c]
     table = pd.DataFrame(data, index=pd.Index(labels, name="label"))
     table["Mean reproduced"] = (table["NM reproduced"] + table["BG reproduced"]) / 2
     table["Mean reported"] = (table["NM reported"] + table["BG reported"]) / 2
     widths = {k: (2 * half["NM"][i] + 2 * half["BG"][i]) / 2 for i, k in enumerate(labels)}
     return table, widths
+
+
+def _as_result(frame: pd.DataFrame) -> AblationResult:
+    """The :class:`AblationResult` whose ``to_frame`` holds ``frame``'s numbers (no seeds)."""
+    conditions = tuple(c[: -len(" reproduced")] for c in frame.columns
+                       if c.endswith(" reproduced") and not c.startswith("Mean"))
+    nan = float("nan")
+    rows = tuple(AblationRow(
+        label=str(label),
+        reproduced={c: line[f"{c} reproduced"] for c in (*conditions, "Mean")},
+        ci={c: (line[f"{c} ci_low"], line[f"{c} ci_high"]) for c in conditions},
+        reported={c: line[f"{c} reported"] for c in (*conditions, "Mean")},
+        seed_sd={c: nan for c in (*conditions, "Mean")}) for label, line in frame.iterrows())
+    return AblationResult(rows, conditions)
+
+
+def test_an_ablation_result_round_trips_through_its_frame():
+    frame, _ = _ablation_table()
+    again = _as_result(frame).to_frame()
+    assert list(again.index) == list(frame.index)
+    for column in frame.columns:
+        assert np.allclose(again[column], frame[column], equal_nan=True), column
 
 
 def test_ordering_note_names_the_best_rows_and_kendalls_tau():
@@ -402,13 +425,16 @@ def test_ordering_note_needs_three_rows():
 
 
 def test_plot_ablation_draws_a_bar_per_row_and_condition():
-    table, _ = _ablation_table()
+    frame, _ = _ablation_table()
+    table = _as_result(frame)
     fig = study.plot_ablation(table, "t")
     try:
         assert isinstance(fig, Figure)
         ax = fig.axes[0]
         assert len(ax.patches) == len(table) * 2  # NM and BG; 'Mean' is not plotted
-        assert [t.get_text() for t in ax.get_xticklabels()] == list(table.index)
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(frame.index)
+        heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+        assert heights == sorted(frame[["NM reproduced", "BG reproduced"]].to_numpy().ravel())
         assert ax.get_title() == "t"
     finally:
         plt.close(fig)
@@ -472,13 +498,13 @@ def test_scorecard_lists_every_artifact(tmp_path):
     assert card["paper scale"].str.contains("not yet measured").all()
 
 
-def test_a_page_shows_its_other_editions(tmp_path, monkeypatch):
-    import gaitlib.provenance as provenance
-
-    monkeypatch.setattr(provenance, "git_commit", lambda repo=None: "a" * 40)
+def test_a_page_shows_its_other_editions(tmp_path):
+    here = code_version()
     same = {**_entry("cstl-t3", "synthetic", "cpu", _ablation_records(50.0)),
-            "git_commit": "a" * 40 + "+dirty", "recorded": "2026-01-02T00:00:00"}
-    old = {**_entry("cstl-t3", "synthetic", "smoke", _ablation_records(10.0)), "git_commit": "b" * 40}
+            "git_commit": "a" * 40 + "+dirty", "recorded": "2026-01-02T00:00:00",
+            "code_version": here}
+    old = {**_entry("cstl-t3", "synthetic", "smoke", _ablation_records(10.0)), "git_commit": "b" * 40,
+           "code_version": "0123456789ab"}
     for e in (same, old):
         _write(tmp_path, e)
     text = study.other_results("cstl-t3", tmp_path, "cpu", "casia-b")
@@ -488,10 +514,11 @@ def test_a_page_shows_its_other_editions(tmp_path, monkeypatch):
     assert "| row | Mean (paper) |" in text and "| CSTL | 50.0 (90.0) |" in text
     # another code version's numbers are shown, and said to come from another version
     assert "### The synthetic edition (smoke profile)" in text and "| CSTL | 10.0 (90.0) |" in text
-    assert "a different code version from this page's" in text
+    assert f"by code version 0123456789ab, not this page's ({here})" in text
+    assert text.count("by code version") == 1  # the record of this code version says nothing
     assert study.other_results("cstl-t4", tmp_path, "cpu", "casia-b").startswith("No other edition")
     main = [{"method": "Ours", "setting": "", "condition": "NM", "reproduced": 80.0,
-             "95% CI": "[70.0, 90.0]", "reported": 97.0, "delta": -17.0}]
+             "ci_low": 70.0, "ci_high": 90.0, "reported": 97.0, "delta": -17.0}]
     shown = records.record_markdown(pd.DataFrame(main))
     assert shown.splitlines()[2] == "| Ours | - | NM | 80.0 | [70.0, 90.0] | 97.0 |"
 

@@ -9,9 +9,12 @@ through :mod:`gaitlib.report.study`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
+from gaitlib.analysis.tables import AblationResult, ablation_table
 from gaitlib.papers.artifacts import Row, artifact
 from gaitlib.report.scale import input_size
 from gaitlib.runs.cache import Run
@@ -24,13 +27,14 @@ def reported(artifact_id: str) -> pd.DataFrame:
 
 
 def main_table(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
-    """Every method of a main table: reproduced Mean per condition with its 95% CI next to the
-    paper's, and the delta; methods gaitlib does not implement show the paper's numbers only.
+    """Every method of a main table: reproduced Mean per condition with its 95% CI (``ci_low``,
+    ``ci_high``) next to the paper's, and the delta; methods gaitlib does not implement show the
+    paper's numbers only.
     ``input (ran)`` is the input size the run actually had (the cpu profile halves the paper's:
     a '64x44' row runs at 32x22); ``mAP`` the run's mAP under OpenGait's cross-view protocol;
     ``OpenGait rank-1`` / ``OpenGait mAP`` OpenGait's model-zoo numbers for the baselines it
     trains (:data:`gaitlib.report.protocol.MODEL_ZOO`)."""
-    from gaitlib.report.tables import compare_with_reported
+    from gaitlib.analysis.tables import compare_with_reported
 
     art, paper = artifact(artifact_id), reported(artifact_id)
     lines = []
@@ -50,7 +54,7 @@ def main_table(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
             c = cmp.loc[cond]
             lines.append({"method": row.label, "setting": row.setting, "condition": cond,
                           "input (ran)": ran, "reproduced": c["reproduced"],
-                          "95% CI": _ci(c["ci_low"], c["ci_high"]),
+                          "ci_low": c["ci_low"], "ci_high": c["ci_high"],
                           "mAP": float(maps.loc[cond, "Mean"]) if maps is not None and cond in
                           maps.index else np.nan,
                           "reported": c["reported"], "delta": c["delta"],
@@ -62,7 +66,8 @@ def main_table(artifact_id: str, runs: dict[str, Run]) -> pd.DataFrame:
         for _, line in group.iterrows():
             cond = setting if line["condition"] == "rank1" else line["condition"]
             lines.append({"method": method, "setting": setting, "condition": cond,
-                          "input (ran)": "", "reproduced": np.nan, "95% CI": "", "mAP": np.nan,
+                          "input (ran)": "", "reproduced": np.nan, "ci_low": np.nan,
+                          "ci_high": np.nan, "mAP": np.nan,
                           "reported": line["Mean"], "delta": np.nan,
                           **_zoo(method, setting, cond, "oumvlp" if cond in ("miss", "discard")
                                  else "casia-b")})
@@ -87,10 +92,6 @@ def _as_conditions(paper: pd.DataFrame, row: Row) -> pd.DataFrame:
     rank1 = paper["condition"] == "rank1"
     paper.loc[rank1, "condition"] = paper.loc[rank1, "setting"]
     return paper
-
-
-def _ci(low: float, high: float) -> str:
-    return "" if np.isnan(low) else f"[{low:.1f}, {high:.1f}]"
 
 
 def per_view(runs: dict[str, Run], key: str) -> pd.DataFrame:
@@ -128,15 +129,15 @@ def per_view_comparison(artifact_id: str, result) -> pd.DataFrame:
 
 
 def ablation(artifact_id: str, runs: dict[str, Run],
-             seed_runs: dict[str, list[Run]] | None = None, bootstrap: int = 1000) -> pd.DataFrame:
-    """One line per ablation row: reproduced and reported means per condition, CIs, deltas
-    against the paper, and the paired delta against the artifact's reference row
+             seed_runs: dict[str, list[Run]] | None = None,
+             bootstrap: int = 1000) -> AblationResult:
+    """The artifact's ablation (:class:`~gaitlib.analysis.tables.AblationResult`): per row
+    reproduced and reported means per condition, CIs, deltas against the paper, and the paired
+    delta against the artifact's reference row
     (:meth:`~gaitlib.papers.artifacts.Artifact.reference_row`) with its 95% paired-bootstrap CI
     and the paper's own delta.  ``seed_runs``: further seeds of some rows
     (:func:`gaitlib.report.study.seed_runs`); the shown numbers stay those of ``runs`` (the first
     seed), the seeds add ``seed SD``."""
-    from gaitlib.report.tables import ablation_table
-
     art = artifact(artifact_id)
     results: dict[str, object] = {}
     for row in art.rows:
@@ -149,12 +150,10 @@ def ablation(artifact_id: str, runs: dict[str, Run],
     table = ablation_table(results, reported(artifact_id), keys=keys,
                            reference=art.reference_row().key(), bootstrap=bootstrap, seed=seed)
     seeds = {seed} | {r.spec.seed for rows in (seed_runs or {}).values() for r in rows}
-    if len(seeds) > 1:
-        table.attrs["seeds"] = sorted(seeds)
     first = runs[art.rows[0].key()]
-    table.attrs.update(artifact=artifact_id, profile=first.spec.profile,
-                       iterations=first.config.schedule.iterations)
-    return table
+    return replace(table, artifact=artifact_id, profile=first.spec.profile,
+                   iterations=first.config.schedule.iterations,
+                   seeds=tuple(sorted(seeds)) if len(seeds) > 1 else ())
 
 
 def ours(artifact_id: str) -> Row:

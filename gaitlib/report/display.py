@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from gaitlib.analysis.tables import AblationResult
 from gaitlib.report.evidence import ORDERING_COLUMN
 
 # Inline style of table cells that hold sentences: they wrap instead of widening the table.
@@ -27,8 +28,10 @@ CAPTIONS = {
 }
 
 
-def caption_for(table: pd.DataFrame) -> str:
+def caption_for(table: pd.DataFrame | AblationResult) -> str:
     """The default caption of a table :func:`show` displays (its ``attrs['caption']`` first)."""
+    if isinstance(table, AblationResult):
+        return CAPTIONS["ablation"]
     if table.attrs.get("caption"):
         return str(table.attrs["caption"])
     if "Mean reproduced" in table.columns:
@@ -38,16 +41,17 @@ def caption_for(table: pd.DataFrame) -> str:
     return ""
 
 
-def show(table: pd.DataFrame, caption: str | None = None, baselines: pd.DataFrame | None = None):
+def show(table: pd.DataFrame | AblationResult, caption: str | None = None,
+         baselines: pd.DataFrame | None = None):
     """A comparison, ablation or per-view table styled for the book (one decimal, signed
     deltas), with a caption saying what is reproduced and what is reported (``caption``, else
     :func:`caption_for`).  An ablation table is shown compactly: per condition the reproduced
     mean with its CI in one cell, then the paper's number and the delta.  ``baselines``
     (:func:`gaitlib.report.scale.baselines`): chance and GEI lines appended, in grey."""
-    from gaitlib.report.tables import style_comparison
+    from gaitlib.analysis.tables import style_comparison
 
     caption = caption_for(table) if caption is None else caption
-    if "Mean reproduced" in table.columns:
+    if isinstance(table, AblationResult):
         table = compact_ablation(table)
     extra = 0
     if baselines is not None and len(baselines):
@@ -94,27 +98,32 @@ def with_baselines(table: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame
     return pd.concat([table, pd.DataFrame(rows).reindex(columns=table.columns)])
 
 
-def compact_ablation(table: pd.DataFrame) -> pd.DataFrame:
-    """``<c> reproduced`` and ``<c> 95% CI`` merged into one text column ``<c>``; ``<c> paper``
-    and ``<c> delta`` kept numeric."""
-    out = pd.DataFrame(index=table.index)
-    conditions = [c[: -len(" reproduced")] for c in table.columns if c.endswith(" reproduced")]
-    for c in conditions:
-        ci = table.get(f"{c} 95% CI")
-        out[c] = [f"{v:.1f} {t}" if _parse_ci(t) else ("" if v != v else f"{v:.1f}")
-                  for v, t in zip(table[f"{c} reproduced"],
-                                  ci if ci is not None else [None] * len(table), strict=True)]
-        out[f"{c} paper"] = table[f"{c} reported"]
-        out[f"{c} delta"] = table[f"{c} delta"]
-    out.attrs.update(table.attrs)
+def compact_ablation(table: AblationResult) -> pd.DataFrame:
+    """An ablation for display, one line per row: per condition and for 'Mean' the reproduced
+    mean with its CI as text (``<c>``), the paper's number (``<c> paper``) and the delta
+    (``<c> delta``), both numeric."""
+    from gaitlib.analysis.tables import ci_text
+
+    lines = []
+    for row in table.rows:
+        line: dict[str, object] = {}
+        for c in (*table.conditions, "Mean"):
+            value = row.reproduced[c]
+            shown = ci_text(*row.ci[c], missing="") if c in row.ci else ""
+            line[c] = "" if value != value else f"{value:.1f} {shown}".rstrip()
+            line[f"{c} paper"] = row.reported[c]
+            line[f"{c} delta"] = row.delta(c)
+        lines.append(line)
+    out = pd.DataFrame(lines, index=pd.Index(table.labels, name="label"))
+    out.attrs["method"] = table.method
     return out
 
 
-def ordering_note(table: pd.DataFrame) -> str:
+def ordering_note(table: pd.DataFrame | AblationResult) -> str:
     """Markdown: do the reproduced rows order as the paper's?  The one sentence of
-    :meth:`gaitlib.report.evidence.Ordering.summary` (Kendall's tau with its permutation
+    :meth:`gaitlib.analysis.ordering.Ordering.summary` (Kendall's tau with its permutation
     p-value), and which row is best in each."""
-    from gaitlib.report.evidence import ordering
+    from gaitlib.analysis.ordering import ordering
 
     found = ordering(table)
     text = found.summary() + "."
@@ -124,44 +133,42 @@ def ordering_note(table: pd.DataFrame) -> str:
     return text
 
 
-def show_paired(table: pd.DataFrame):
-    """The paired deltas of an ablation table (see :func:`gaitlib.report.tables.paired_cells`),
+def show_paired(table: AblationResult):
+    """The paired deltas of an ablation table (see :func:`gaitlib.analysis.tables.paired_cells`),
     styled for the book, with a caption naming the reference row."""
-    from gaitlib.report.tables import paired_cells
+    from gaitlib.analysis.tables import paired_cells
 
     cells = paired_cells(table)
-    info = table.attrs["paired"]
     try:
         styled = cells.style
     except ImportError:
         return cells
-    caption = (f"Paired delta against \"{info['reference']}\" (reproduced, 95% bootstrap CI over "
+    caption = (f"Paired delta against \"{table.reference}\" (reproduced, 95% bootstrap CI over "
                f"the shared test subjects; * = CI excludes 0) and the paper's delta")
     return styled.set_caption(caption).set_table_styles(
         [{"selector": "td", "props": "text-align: right; white-space: normal; min-width: 9em;"}])
 
 
-def paired_note(table: pd.DataFrame) -> str:
+def paired_note(table: AblationResult) -> str:
     """Markdown: which of the paper's own rows differ from the reference beyond the paired CI
     and whether they point the paper's way; with extra seeds, what each claimed delta shows
-    against seed noise (:mod:`gaitlib.report.claims`), in words that fit the scale of the runs:
+    against seed noise (:mod:`gaitlib.analysis.claims`), in words that fit the scale of the runs:
     verdicts at the paper's scale, what was seen at a cheap profile."""
-    from gaitlib.report import claims
+    from gaitlib.analysis import claims
 
-    info = table.attrs.get("paired")
-    if not info:
+    if table.reference is None:
         return ""
-    aid, profile = table.attrs.get("artifact", ""), table.attrs.get("profile", "")
-    scale = claims.scale_words(profile, table.attrs.get("iterations"))
-    found = claims.of_table(aid, table, profile=profile, iterations=table.attrs.get("iterations"))
+    aid, profile, reference = table.artifact, table.profile, table.reference
+    scale = claims.scale_words(profile, table.iterations)
+    found = claims.of_table(aid, table, profile=profile, iterations=table.iterations)
     mean = found[found["condition"] == "Mean"] if not found.empty else found
-    own = claims.claimed_rows(aid) if aid else list(info["rows"])
-    rows = len([r for r in info["rows"] if r != info["reference"] and r in own])
+    own = claims.claimed_rows(aid) if aid else table.labels
+    rows = len([r for r in table.labels if r != reference and r in own])
     same_sign = (mean["delta"] > 0) == (mean["paper delta"] > 0)
     agree = int((mean["ci excludes 0"] & same_sign).sum()) if len(mean) else 0
     contra = int((mean["ci excludes 0"] & ~same_sign).sum()) if len(mean) else 0
-    others = [r for r in info["rows"] if r not in own]
-    text = (f"Against the reference row *{info['reference']}*, on the mean over conditions"
+    others = [r for r in table.labels if r not in own]
+    text = (f"Against the reference row *{reference}*, on the mean over conditions"
             f"{', ' + scale if scale else ''}: of the paper's {rows} other rows, {agree} differ "
             f"in the paper's direction with a 95% paired CI that excludes 0, {contra} in the "
             f"opposite direction, {rows - agree - contra} are not resolved. The pairing "
@@ -171,7 +178,7 @@ def paired_note(table: pd.DataFrame) -> str:
         text += (f" {', '.join(others)}: another paper's model{'s' if len(others) > 1 else ''}, "
                  "shown for comparison; the paper claims no delta for "
                  f"{'them' if len(others) > 1 else 'it'}.")
-    seeds = len(table.attrs.get("seeds", [0]))
+    seeds = max(1, len(table.seeds))
     if seeds == 1:
         return text + (" No extra seeds ran for this page, so training noise is unknown and no "
                        "claim is settled here (`gaitlib reproduce --extra-seeds 1,2,3,4`).")
@@ -196,34 +203,26 @@ def paired_note(table: pd.DataFrame) -> str:
     return text
 
 
-def _parse_ci(text) -> tuple[float, float] | None:
-    """``(low, high)`` of a CI cell written as ``'[low, high]'`` (gaitlib.report.tables), else None."""
-    if not isinstance(text, str) or not text.startswith("["):
-        return None
-    low, high = (float(x) for x in text.strip("[]").split(","))
-    return low, high
-
-
-def plot_ablation(table: pd.DataFrame, title: str = ""):
+def plot_ablation(table: AblationResult, title: str = ""):
     """Grouped bars of the reproduced means per condition (with 95% CIs) and the paper's means
     as black markers, one group per ablation row."""
     import matplotlib.pyplot as plt
 
-    conditions = [c[: -len(" reproduced")] for c in table.columns
-                  if c.endswith(" reproduced") and not c.startswith("Mean")]
+    conditions = table.conditions
     n, m = len(table), len(conditions)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * n + 2), 3.6))
     width = 0.8 / max(m, 1)
     x = np.arange(n)
     for j, cond in enumerate(conditions):
         pos = x - 0.4 + width * (j + 0.5)
-        vals = table[f"{cond} reproduced"].to_numpy(float)
-        errs = np.array([_err(t, v) for t, v in zip(table[f"{cond} 95% CI"], vals, strict=True)]).T
+        vals = np.array([r.reproduced[cond] for r in table.rows], float)
+        low, high = np.array([r.ci[cond] for r in table.rows], float).T
+        errs = np.nan_to_num(np.stack([vals - low, high - vals]), nan=0.0).clip(min=0.0)
         ax.bar(pos, vals, width, label=f"{cond} reproduced", yerr=errs, capsize=2, alpha=0.85)
-        rep = table[f"{cond} reported"].to_numpy(float)
+        rep = np.array([r.reported[cond] for r in table.rows], float)
         ax.scatter(pos, rep, marker="_", s=200, color="black", zorder=3,
                    label="reported" if j == 0 else None)
-    ax.set_xticks(x, [str(i) for i in table.index], rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(x, table.labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("rank-1 (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)
@@ -231,9 +230,3 @@ def plot_ablation(table: pd.DataFrame, title: str = ""):
     fig.tight_layout()
     return fig
 
-
-def _err(text, value: float) -> tuple[float, float]:
-    ci = _parse_ci(text)
-    if ci is None:
-        return (0.0, 0.0)
-    return (max(value - ci[0], 0.0), max(ci[1] - value, 0.0))

@@ -8,14 +8,14 @@ number set against the paper's:
   forward equivalence with reference networks (the fidelity page, where the book has one), and
   every variant training end to end;
 - **shown by the cheap runs**: how the rows of a table order against the paper's, in one
-  statistic, Kendall's tau with its permutation p-value (:func:`ordering`);
+  statistic, Kendall's tau with its permutation p-value
+  (:func:`gaitlib.analysis.ordering.ordering`);
 - **pending**: the paper-scale numbers and the device-hours they need, projected from the dry
-  run's measured step times (:mod:`gaitlib.report.hours`, the one source of device-hours).
+  run's measured step times (:mod:`gaitlib.analysis.hours`, the one source of device-hours).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gaitlib.analysis.hours import NOT_MEASURED, options_key, pending
+from gaitlib.analysis.ordering import ordering
+from gaitlib.analysis.tables import AblationResult
 from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
-from gaitlib.report.hours import NOT_MEASURED, options_key, pending, read_dry_run
 from gaitlib.report.records import base_commit, headline, model_label, record_markdown, recorded
+from gaitlib.report.results import read_dry_run
 
 FIDELITY_PAGE = "fidelity.md"  # book/fidelity.md: forward equivalence with reference networks
 
@@ -100,101 +103,6 @@ def parameter_display(references: tuple[ReferenceCount, ...] = REFERENCE_COUNTS)
     out.attrs["caption"] = ("Parameter counts: gaitlib's build of each reference model against the "
                             "count its reference code gives.")
     return out
-
-
-# --- orderings --------------------------------------------------------------------------------
-
-def _ci_bounds(text) -> tuple[float, float]:
-    if not isinstance(text, str) or not text.startswith("["):
-        return math.nan, math.nan
-    low, high = (float(x) for x in text.strip("[]").split(","))
-    return low, high
-
-
-def long_form(table: pd.DataFrame) -> pd.DataFrame:
-    """A main or ablation table (as the notebooks show it or as recorded) in long form: one line
-    per (row, condition) with ``reproduced``, ``low``, ``high`` (95% CI) and ``reported``; rows
-    that were not reproduced are dropped."""
-    flat = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
-    lines = []
-    if "label" in flat.columns:  # ablation: '<c> reproduced', '<c> 95% CI', '<c> reported'
-        conditions = [c[: -len(" reproduced")] for c in flat.columns
-                      if str(c).endswith(" reproduced") and not str(c).startswith("Mean")]
-        for _, line in flat.iterrows():
-            for c in conditions:
-                low, high = _ci_bounds(line.get(f"{c} 95% CI"))
-                lines.append({"row": str(line["label"]), "condition": c,
-                              "reproduced": _num(line.get(f"{c} reproduced")), "low": low,
-                              "high": high, "reported": _num(line.get(f"{c} reported"))})
-    elif {"method", "condition", "reproduced"} <= set(flat.columns):
-        for _, line in flat.iterrows():
-            setting = str(line.get("setting") or "")
-            low, high = _ci_bounds(line.get("95% CI"))
-            lines.append({"row": f"{line['method']} {setting}".strip(),
-                          "condition": str(line["condition"]),
-                          "reproduced": _num(line["reproduced"]), "low": low, "high": high,
-                          "reported": _num(line.get("reported"))})
-    else:
-        raise ValueError(f"not a main or ablation table: columns {list(flat.columns)}")
-    out = pd.DataFrame(lines, columns=["row", "condition", "reproduced", "low", "high", "reported"])
-    return out[out["reproduced"].notna()].reset_index(drop=True)
-
-
-def _num(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-@dataclass
-class Ordering:
-    """Do this page's rows order as the paper's?  The book answers with one statistic:
-    Kendall's tau-b between the reproduced and the reported row means, with its exact one-sided
-    permutation p-value (:func:`gaitlib.report.tables.kendall_permutation`).
-
-    ``rows``: rows with a reproduced and a reported mean; ``tau`` and ``p`` (NaN under 3 rows);
-    ``best_paper``/``best_here``: the top row by mean in the paper and here.
-    """
-
-    rows: int
-    tau: float
-    p: float
-    best_paper: str
-    best_here: str
-
-    def summary(self) -> str:
-        """The sentence every page, the scorecard and the evidence summary print."""
-        if self.rows < 3 or math.isnan(self.tau):
-            return (f"{self.rows} reproduced row{'s' if self.rows != 1 else ''} with a paper "
-                    "number: too few to compare orderings")
-        return (f"Kendall's tau between this edition's and the paper's row means: "
-                f"{self.tau:+.2f} over {self.rows} rows; a random ordering of the rows agrees "
-                f"with the paper's at least as well with probability p = {self.p:.2g}")
-
-    def cell(self) -> str:
-        """:meth:`summary` for a table cell: the same statistic, in a few words."""
-        if self.rows < 3 or math.isnan(self.tau):
-            return f"{self.rows} row{'s' if self.rows != 1 else ''}: too few to compare"
-        return f"tau {self.tau:+.2f} over {self.rows} rows (p = {self.p:.2g})"
-
-
-def ordering(table: pd.DataFrame) -> Ordering:
-    """Compare the reproduced ordering of a table's rows with the paper's (see :class:`Ordering`);
-    a row's mean is taken over the conditions where both sides have a number."""
-    from gaitlib.report.tables import kendall_permutation
-
-    data = long_form(table)
-    both = data[data["reported"].notna()]
-    means = both.groupby("row", sort=False)[["reproduced", "reported"]].mean()
-    tau = p = math.nan
-    if len(means) >= 3:
-        tau, p = kendall_permutation(means["reproduced"], means["reported"])
-
-    def best(col: str) -> str:
-        return str(means[col].idxmax()) if len(means) else ""
-
-    return Ordering(len(means), tau, p, best("reported"), best("reproduced"))
 
 
 # --- which page shows what ----------------------------------------------------------------------
@@ -288,7 +196,7 @@ def trained_rows(results_dir: str | os.PathLike) -> tuple[int, int]:
 def training_lines(results_dir: str | os.PathLike) -> tuple[str, str]:
     """What is known about every variant training end to end: ``(at the cheap profiles, from the
     recorded results; at the paper's scale, from the dry run)``, each one Markdown bullet."""
-    from gaitlib.report.hours import study_hours
+    from gaitlib.analysis.hours import study_hours
 
     done, needed = trained_rows(results_dir)
     cheap = (f"- **Every variant trains at the cheap profiles**: {done} of the {needed} distinct "
@@ -305,8 +213,8 @@ def training_lines(results_dir: str | os.PathLike) -> tuple[str, str]:
     return cheap, started + "."
 
 
-def page_summary(artifact_id: str, table: pd.DataFrame | None, results_dir: str | os.PathLike,
-                 data: str, profile: str) -> str:
+def page_summary(artifact_id: str, table: pd.DataFrame | AblationResult | None,
+                 results_dir: str | os.PathLike, data: str, profile: str) -> str:
     """Markdown for the head of an artifact page: verified / what this run shows / pending."""
     art = artifact(artifact_id)
     models = {(row.model, "oumvlp" if row.shape == "oumvlp" else "casia-b") for row in art.rows}
@@ -383,9 +291,10 @@ def pages_markdown(results_dir: str | os.PathLike) -> str:
     return f"Pages by the data behind them: {summary}.\n\n" + "\n".join(lines)
 
 
-__all__ = ["ORDERING_COLUMN", "Ordering", "REFERENCE_COUNTS", "card", "data_label", "long_form", "ordering",
-           "page_summary", "pages_markdown", "pages_table", "parameter_check", "parameter_display",
-           "trained_rows", "training_lines", "unverified_lines", "verified_lines"]
+__all__ = ["ORDERING_COLUMN", "REFERENCE_COUNTS", "card", "data_label", "page_summary",
+           "pages_markdown", "pages_table", "parameter_check", "parameter_display",
+           "recorded_claims", "trained_rows", "training_lines", "unverified_lines",
+           "verified_lines"]
 
 
 def scorecard(results_dir: str | os.PathLike) -> pd.DataFrame:
@@ -402,10 +311,12 @@ def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str
     """Markdown: this artifact's other editions (its records of other data or profiles, e.g.
     the synthetic edition under a real-data page), each with its table, the ordering sentence,
     and when and at which commit it was recorded; a record made by another code version than
-    this page says so, since its numbers may have changed since."""
-    from gaitlib.provenance import git_commit
+    this page's (:func:`gaitlib.runs.cache.code_version`) says so, since its numbers may have
+    changed since.  Nothing here depends on the checkout's commit, so a rebuild of the same
+    sources shows the same text."""
+    from gaitlib.runs.cache import code_version
 
-    here = base_commit(git_commit())
+    here = code_version()
     entries = [e for e in recorded(results_dir, artifact_id)
                if (e["data"], e["profile"]) != (data, profile)]
     if not entries:
@@ -414,10 +325,11 @@ def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str
     lines = []
     for e in entries:
         commit = base_commit(e.get("git_commit", ""))
+        theirs = e.get("code_version")
         lines += [f"### The {data_label(e)} edition ({e['profile']} profile)", "",
                   f"Recorded {str(e.get('recorded', ''))[:10]} at commit {commit[:12]}"
-                  + ("" if commit == here else
-                     f", a different code version from this page's ({here[:12]}): its numbers "
+                  + ("" if theirs in (None, here) else
+                     f", by code version {theirs}, not this page's ({here}): its numbers "
                      "may have changed since") + f" (`book/results/{artifact_id}/"
                   f"{e['data']}-{e['profile']}.json`).", ""]
         table = pd.DataFrame(e.get("table", []))
@@ -425,3 +337,20 @@ def other_results(artifact_id: str, results_dir: str | os.PathLike, profile: str
             lines += [ordering(table).summary() + ".", ""]
         lines += [record_markdown(table), ""]
     return "\n".join(lines).strip()
+
+
+def recorded_claims(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """One line per recorded ablation (the record its page shows), row other than the
+    reference, and condition: the delta, its CI, the seed SD of the delta, whether it exceeds two
+    of them, the paper's delta and the verdict on the paper's claim
+    (:func:`gaitlib.analysis.claims.claims_of_record`).  Empty when no ablation is recorded."""
+    from gaitlib.analysis.claims import claims_of_record
+
+    lines = []
+    for aid in ARTIFACT_IDS:
+        if artifact(aid).kind != "ablation":
+            continue
+        entries = recorded(results_dir, aid)
+        if entries:
+            lines += claims_of_record(entries[0], data_label(entries[0]))
+    return pd.DataFrame(lines)

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gaitlib.analysis.tables import AblationResult, ci_text
 from gaitlib.data.store import is_binarized
 from gaitlib.papers.artifacts import artifact
 from gaitlib.report.compare import PAPERS, ours
-from gaitlib.runs.cache import Run
+from gaitlib.runs.cache import Run, code_version
 
 
-def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
+def record(artifact_id: str, table: pd.DataFrame | AblationResult, runs: dict[str, Run],
            results_dir: str | os.PathLike, profile: str, data: str) -> Path | None:
     """Save the artifact's headline table and where it came from, for the scorecard and for
     readers without the data: ``<results_dir>/<id>/<data>-<profile>.json``.
@@ -48,21 +49,25 @@ def record(artifact_id: str, table: pd.DataFrame, runs: dict[str, Run],
         **({"binarized": all(is_binarized(st) for st in sorted(stores))}
            if data != "synthetic" and stores else {}),
         "recorded": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
+        # the sources that decide a run's numbers (the run folders' names carry it too)
+        "code_version": code_version(),
         "runs": {k: {"dir": r.run_dir.name, "model": r.spec.model, "options": r.spec.option_dict,
                      "iterations": r.config.schedule.iterations, "devices": r.devices(),
                      "test_subjects": r.evaluation.get("n_subjects")}
                  for k, r in runs.items()},
         # the number of test subjects scored (the same for every run of a table)
         "test_subjects": max((r.evaluation.get("n_subjects") or 0 for r in runs.values()), default=0),
-        "table": json.loads(table.reset_index().to_json(orient="records")),
     }
+    frame = table.to_frame() if isinstance(table, AblationResult) else table
+    payload["table"] = json.loads(frame.reset_index().to_json(orient="records"))
     curves = {k: r.curve() for k, r in runs.items()}
     if any(curves.values()):  # learning curves of the runs that recorded them (cpu-long)
         payload["curves"] = {k: c for k, c in curves.items() if c}
-    if "paired" in table.attrs:  # ablations: per row and condition delta, delta_ci, seed_sd
-        payload["paired"] = table.attrs["paired"]
-    if "seeds" in table.attrs:  # the seeds behind seed_sd
-        payload["seeds"] = table.attrs["seeds"]
+    if isinstance(table, AblationResult):
+        if table.reference is not None:  # per row and condition: delta, delta_ci, seed_sd
+            payload["paired"] = table.paired_record()
+        if table.seeds:  # the seeds behind seed_sd
+            payload["seeds"] = list(table.seeds)
     if out.is_file() and len(json.loads(out.read_text()).get("seeds", [0])) > len(payload.get("seeds", [0])):
         print(f"not recorded: {out} holds a record with more seeds (a rebuild without "
               "--extra-seeds keeps it)")
@@ -131,10 +136,15 @@ def record_markdown(table: pd.DataFrame) -> str:
     if "label" in table.columns and any(str(c).endswith(" reproduced") for c in table.columns):
         conditions = [c[: -len(" reproduced")] for c in table.columns if str(c).endswith(" reproduced")]
         header = ["row", *(f"{c} (paper)" for c in conditions)]
-        rows = [[str(line["label"]), *(_cell(line.get(f"{c} reproduced"), line.get(f"{c} 95% CI"),
-                                             line.get(f"{c} reported")) for c in conditions)]
+        rows = [[str(line["label"]), *(_cell(line.get(f"{c} reproduced"), line.get(f"{c} ci_low"),
+                                             line.get(f"{c} ci_high"), line.get(f"{c} reported"))
+                                       for c in conditions)]
                 for _, line in table.iterrows()]
     elif {"method", "condition", "reproduced"} <= set(table.columns):
+        table = table.assign(**{"95% CI": [ci_text(lo, hi, missing="-") for lo, hi in
+                                            zip(table.get("ci_low", [None] * len(table)),
+                                                table.get("ci_high", [None] * len(table)),
+                                                strict=True)]})
         keep = [c for c in ("method", "setting", "condition", "input (ran)", "reproduced", "95% CI",
                             "mAP", "reported") if c in table.columns]
         header = keep
@@ -156,8 +166,8 @@ def _text(value) -> str:
     return "-" if value is None or str(value) == "" else str(value).replace("|", "/")
 
 
-def _cell(reproduced, ci, reported) -> str:
-    text = _text(reproduced) + (f" {ci}" if isinstance(ci, str) and ci.startswith("[") else "")
+def _cell(reproduced, low, high, reported) -> str:
+    text = f"{_text(reproduced)} {ci_text(low, high, missing='')}".rstrip()
     return text + (f" ({_text(reported)})" if reported is not None and reported == reported else "")
 
 

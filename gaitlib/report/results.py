@@ -13,6 +13,7 @@ with the same runs leaves the tree clean.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ class RecordedResult:
 
 
 PUBLISH_ENV = "GAITLIB_PUBLISH"
+# The paper-scale dry run's table (`gaitlib reproduce --profile paper --dry-run`), one line per run.
+DRY_RUN = "paper-dry-run.csv"
+DRY_RUN_COLUMNS = ("model", "dataset", "options", "iterations", "batch", "step_seconds",
+                   "peak_memory_mb", "device", "projected_hours")
 
 
 def publishing() -> bool:
@@ -102,3 +107,17 @@ def _frame(data: dict) -> pd.DataFrame:
 def load_result(path: str | os.PathLike) -> RecordedResult:
     payload = json.loads(Path(path).read_text())
     return RecordedResult(_frame(payload["table"]), _frame(payload["ci"]), payload["provenance"])
+
+
+def read_dry_run(results_dir: str | os.PathLike) -> list[dict] | None:
+    """The dry run's lines (``<results_dir>/paper-dry-run.csv``), or None before it ran."""
+    path = Path(results_dir) / DRY_RUN
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = [c for c in ("model", "dataset", "options", "projected_hours")
+               if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}; expected {', '.join(DRY_RUN_COLUMNS)}")
+    return rows

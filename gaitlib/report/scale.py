@@ -12,6 +12,7 @@ among the gallery subjects) and the training-free GEI baseline on the same test 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -124,7 +125,7 @@ def _gei(store: str, subjects: tuple[str, ...], max_frames: int, bootstrap: int,
 
 def baselines(runs: dict[str, Run]) -> pd.DataFrame:
     """The floor under a page's table: one line per baseline (:data:`CHANCE`, :data:`GEI`) and
-    condition (the rows of the runs' protocol), with ``reproduced`` and ``95% CI`` (text), on
+    condition (the rows of the runs' protocol), with ``reproduced``, ``ci_low`` and ``ci_high``, on
     the test subjects and frames the page's first run was scored on."""
     from gaitlib.training.trainer import resolve_subjects
 
@@ -138,11 +139,12 @@ def baselines(runs: dict[str, Run]) -> pd.DataFrame:
     chance = 100.0 / len(test)
     lines = []
     for cond in gei.table.index:
-        lines.append({"method": CHANCE, "condition": cond, "reproduced": chance, "95% CI": ""})
+        lines.append({"method": CHANCE, "condition": cond, "reproduced": chance,
+                      "ci_low": math.nan, "ci_high": math.nan})
     for cond in gei.table.index:
         low, high = gei.ci.loc[cond, "low"], gei.ci.loc[cond, "high"]
         lines.append({"method": GEI, "condition": cond, "reproduced": float(gei.table.loc[cond, "Mean"]),
-                      "95% CI": "" if low != low else f"[{low:.1f}, {high:.1f}]"})
+                      "ci_low": float(low), "ci_high": float(high)})
     return pd.DataFrame(lines)
 
 

@@ -31,7 +31,7 @@ from gaitlib.training.config import PRECISIONS, TrainConfig
 PACKAGE = Path(gaitlib.__file__).resolve().parent
 # Sources that cannot change a training or evaluation result (the pages, the runs layer that
 # schedules the runs, the command line): left out of the code version.
-NOT_IN_CODE_VERSION = ("report", "runs", "figures", "cli.py", "__main__.py")
+NOT_IN_CODE_VERSION = ("analysis", "report", "publish", "runs", "figures", "cli.py", "__main__.py")
 DATASETS = ("synthetic", "casia-b", "oumvlp")
 DATASET_NAMES = {"synthetic": "synthetic", "casia-b": "CASIA-B", "oumvlp": "OU-MVLP"}  # in prose
 # `gaitlib reproduce --precision` tells its notebook processes the precision of their runs here.

@@ -1,7 +1,8 @@
 """Device-hours of the paper-scale runs: the one place the book computes them.
 
 ``gaitlib reproduce --profile paper --dry-run`` starts every distinct run of the study at full
-scale for a few steps and writes ``book/results/paper-dry-run.csv``: one line per run with its
+scale for a few steps and writes ``book/results/paper-dry-run.csv`` (read back by
+:func:`gaitlib.report.results.read_dry_run`): one line per run with its
 measured step time, its ``projected_hours`` (the recipe's iterations times that step time) and
 whether it started at all (``status``).  The artifact pages, the scorecard and the cost page all
 take their device-hours from :func:`pending` and :func:`study_hours`, which match an artifact's
@@ -12,37 +13,17 @@ Hours are projections from measured step times, never measured end to end.
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
 
-DRY_RUN = "paper-dry-run.csv"
-DRY_RUN_COLUMNS = ("model", "dataset", "options", "iterations", "batch", "step_seconds",
-                   "peak_memory_mb", "device", "projected_hours")
 NOT_MEASURED = "not yet measured"
 
-__all__ = ["DRY_RUN", "NOT_MEASURED", "Pending", "options_key", "pending", "read_dry_run", "runs_needed",
-           "runs_of", "study_hours"]
-
-
-def read_dry_run(results_dir: str | os.PathLike) -> list[dict] | None:
-    """The dry run's lines (``<results_dir>/paper-dry-run.csv``), or None before it ran."""
-    path = Path(results_dir) / DRY_RUN
-    if not path.is_file():
-        return None
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    missing = [c for c in ("model", "dataset", "options", "projected_hours")
-               if rows and c not in rows[0]]
-    if missing:
-        raise ValueError(f"{path} lacks column(s) {missing}; expected {', '.join(DRY_RUN_COLUMNS)}")
-    return rows
+__all__ = ["NOT_MEASURED", "Pending", "options_key", "pending", "runs_needed", "runs_of",
+           "study_hours"]
 
 
 def options_key(options) -> str:

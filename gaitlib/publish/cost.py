@@ -14,7 +14,7 @@ GPU figures come from one of two places, and the page says which:
 * projected: every other run's FLOPs per step (``step_tflop``, counted by the dry run) at an
   assumed effective throughput, :data:`GPU_EFFECTIVE_TFLOPS` (see :func:`render`).
 
-Regenerate with ``python -m gaitlib.report.cost`` (after a new dry run or device check).
+Regenerate with ``python -m gaitlib.publish.cost`` (after a new dry run or device check).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import math
 import os
 from pathlib import Path
 
+from gaitlib.analysis.hours import runs_needed, runs_of
 from gaitlib.papers.artifacts import ARTIFACT_IDS
 from gaitlib.provenance import SOURCE_ROOT
-from gaitlib.report.hours import runs_needed, runs_of
 
 REPO = SOURCE_ROOT  # the checkout whose book/ this page belongs to
 DRY_RUN_CSV = REPO / "book" / "results" / "paper-dry-run.csv"
@@ -166,7 +166,7 @@ def render(rows: list[dict], check: dict | None = None,
 
 def _per_artifact(rows: list[dict]) -> list[tuple[str, list[dict]]]:
     """Each artifact's dry-run lines that ran, as the scorecard and the pages count them
-    (:func:`gaitlib.report.hours.runs_of`): one source for every device-hour figure."""
+    (:func:`gaitlib.analysis.hours.runs_of`): one source for every device-hour figure."""
     found = [(aid, runs_of(rows, [aid])[0]) for aid in ARTIFACT_IDS]
     return [(aid, ran) for aid, ran in found if ran]
 
@@ -327,7 +327,7 @@ def placeholder() -> str:
         "regenerate the page:", "",
         "```bash",
         "gaitlib reproduce --profile paper --data casia-b --dry-run   # book/results/paper-dry-run.csv",
-        "python -m gaitlib.report.cost                               # this page",
+        "python -m gaitlib.publish.cost                               # this page",
         "```", ""])
 
 

@@ -1,8 +1,9 @@
-"""What the cheap runs say about each ablation claim of the papers.
+"""What the cheap runs say about each ablation claim of the papers (pure functions: the records
+are read by :func:`gaitlib.report.evidence.recorded_claims`).
 
 An ablation table claims deltas: each row against the table's reference row (its baseline, see
-:meth:`~gaitlib.papers.artifacts.Artifact.reference_row`).  For every recorded ablation (the most
-faithful record of each, as its page shows it), every row and condition, this module sets the
+:meth:`~gaitlib.papers.artifacts.Artifact.reference_row`).  For an ablation's paired deltas (a
+table before it is recorded, or a record), every row and condition, this module sets the
 reproduced delta beside two yardsticks:
 
 - its 95% paired-bootstrap CI over the test subjects (``delta_ci``: the test set's noise);
@@ -28,11 +29,11 @@ a delta between them and the table's baseline.
 from __future__ import annotations
 
 import math
-import os
 
 import pandas as pd
 
-from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
+from gaitlib.analysis.tables import AblationResult
+from gaitlib.papers.artifacts import artifact
 
 CONDITIONS = ("NM", "BG", "CL", "Mean")
 OUTCOMES = ("agrees", "opposes", "unresolved")
@@ -95,37 +96,26 @@ def verdict(delta: float, excludes_zero: bool, seed_sd: float, paper_delta: floa
     return verdict_words(outcome(delta, excludes_zero, seed_sd, paper_delta), profile)
 
 
-def claims(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """One line per recorded ablation, row (other than the reference) and condition: the delta,
-    its CI, the seed SD of the delta, whether it exceeds two of them, the paper's delta and the
-    verdict on the paper's claim.  Empty when no ablation is recorded."""
-    from gaitlib.report.evidence import data_label
-    from gaitlib.report.records import recorded
-
-    lines = []
-    for aid in ARTIFACT_IDS:
-        if artifact(aid).kind != "ablation":
-            continue
-        entries = recorded(results_dir, aid)
-        if not entries or not entries[0].get("paired"):  # the page's record has no deltas
-            continue
-        best = entries[0]
-        iterations = max((r.get("iterations") or 0 for r in best.get("runs", {}).values()),
-                         default=0)
-        lines += _lines(aid, best["paired"], data_label(best), len(best.get("seeds", [0])),
-                        best.get("profile", ""), iterations or None)
-    return pd.DataFrame(lines)
-
-
-def of_table(artifact_id: str, table: pd.DataFrame, data: str = "", profile: str = "",
+def of_table(artifact_id: str, table: AblationResult, data: str = "", profile: str = "",
              iterations: int | None = None) -> pd.DataFrame:
-    """:func:`claims` of one ablation table (:func:`gaitlib.report.study.ablation`) before it is
-    recorded: what an ablation page shows about its own rows."""
-    if "paired" not in table.attrs:
-        raise ValueError(f"{artifact_id}: the table has no paired deltas (not an ablation table)")
-    seeds = len(table.attrs.get("seeds", [0]))
-    return pd.DataFrame(_lines(artifact_id, table.attrs["paired"], data, seeds, profile,
+    """:func:`claims_of_record` of one ablation table (:func:`gaitlib.report.compare.ablation`)
+    before it is recorded: what an ablation page shows about its own rows."""
+    paired = table.paired_record()
+    if paired is None:
+        raise ValueError(f"{artifact_id}: the table has no paired deltas (no reference row)")
+    return pd.DataFrame(_lines(artifact_id, paired, data, max(1, len(table.seeds)), profile,
                                iterations))
+
+
+def claims_of_record(entry: dict, data: str = "") -> list[dict]:
+    """The claim lines (see :func:`gaitlib.report.evidence.recorded_claims`) of one recorded
+    ablation (a record's dict, as :func:`gaitlib.report.records.recorded` reads it); ``data``
+    names its dataset in words.  Empty when the record has no paired deltas."""
+    if not entry.get("paired"):
+        return []
+    iterations = max((r.get("iterations") or 0 for r in entry.get("runs", {}).values()), default=0)
+    return _lines(entry.get("artifact", ""), entry["paired"], data, len(entry.get("seeds", [0])),
+                  entry.get("profile", ""), iterations or None)
 
 
 def claimed_rows(artifact_id: str) -> list[str]:
@@ -199,6 +189,6 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["artifact", "row", "condition"])
 
 
-__all__ = ["CONDITIONS", "COUNT_COLUMNS", "OUTCOMES", "VERDICTS", "claimed_rows", "claims",
-           "delta_seed_sd", "of_table", "outcome", "readable", "scale_words", "verdict",
-           "verdict_counts", "verdict_words"]
+__all__ = ["CONDITIONS", "COUNT_COLUMNS", "OUTCOMES", "VERDICTS", "claimed_rows",
+           "claims_of_record", "delta_seed_sd", "of_table", "outcome", "readable", "scale_words",
+           "verdict", "verdict_counts", "verdict_words"]

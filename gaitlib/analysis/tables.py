@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -87,9 +88,12 @@ def _float(value) -> float:
         return math.nan
 
 
-def _ci_text(low: float, high: float, digits: int = 1) -> str:
+def ci_text(low: float, high: float, digits: int = 1, missing: str = DASH) -> str:
+    """A CI for display, ``'[low, high]'`` (``missing`` when either bound is NaN or None).
+    Tables keep the bounds as numbers; only display turns them into text."""
+    low, high = _float(low), _float(high)
     if np.isnan(low) or np.isnan(high):
-        return DASH
+        return missing
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -179,28 +183,140 @@ def _seed_sd(result, conditions: list[str]) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True)
+class PairedDelta:
+    """One ablation row's accuracy minus the reference row's, on the same test subjects.
+
+    ``low``/``high``: its 95% paired-bootstrap interval (NaN where the runs have no per-subject
+    counts, and for the reference row itself); ``paper``: the same difference in the paper's
+    table; ``seed_sd``: the seed-to-seed SD of the row's accuracy (NaN with one seed)."""
+
+    delta: float
+    low: float
+    high: float
+    paper: float
+    seed_sd: float = math.nan
+
+    @property
+    def excludes_zero(self) -> bool:
+        return bool(self.low > 0 or self.high < 0)
+
+    def to_record(self) -> dict:
+        """The JSON form a record keeps (numbers to 4 decimals, None for NaN)."""
+        return {"delta": _json_num(self.delta),
+                "delta_ci": None if math.isnan(self.low) else [_json_num(self.low),
+                                                               _json_num(self.high)],
+                "excludes_zero": self.excludes_zero, "paper_delta": _json_num(self.paper),
+                "seed_sd": _json_num(self.seed_sd)}
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """One row of an ablation table.  Dicts are keyed by condition (NM, BG, CL, ...) and
+    'Mean' (the mean over conditions; it has no CI, and is left out of ``ci``)."""
+
+    label: str
+    reproduced: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    reported: dict[str, float]
+    seed_sd: dict[str, float]
+    paired: dict[str, PairedDelta] = field(default_factory=dict)  # empty without a reference
+
+    def delta(self, condition: str) -> float:
+        """Reproduced minus reported (NaN where the paper gives no number)."""
+        return self.reproduced[condition] - self.reported[condition]
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    """An ablation table as numbers: its rows (in the paper's order), its conditions, and, with a
+    ``reference`` row, every row's :class:`PairedDelta` against it.  The page context
+    (``artifact``, ``profile``, ``iterations``, ``seeds``: every seed that ran when more than one)
+    is set by :func:`gaitlib.report.compare.ablation`.  :meth:`to_frame` is the display and
+    record form."""
+
+    rows: tuple[AblationRow, ...]
+    conditions: tuple[str, ...]
+    reference: str | None = None
+    bootstrap: int = 0
+    seed: int = 0
+    method: str | None = None
+    artifact: str = ""
+    profile: str = ""
+    iterations: int | None = None
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def labels(self) -> list[str]:
+        return [r.label for r in self.rows]
+
+    def row(self, label: str) -> AblationRow:
+        for r in self.rows:
+            if r.label == label:
+                return r
+        raise KeyError(f"no ablation row {label!r}; rows: {self.labels}")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One line per row, indexed by ``label``: per condition ``<c> reproduced``,
+        ``<c> ci_low``, ``<c> ci_high``, ``<c> reported``, ``<c> delta``; ``Mean reproduced``,
+        ``Mean reported``, ``Mean delta``; ``<c> seed SD`` (and for 'Mean'); with a reference,
+        ``<c> paired delta`` / ``paired low`` / ``paired high`` / ``paper delta``.  Every cell
+        is a number (NaN where missing)."""
+        lines = []
+        for r in self.rows:
+            line: dict[str, object] = {"label": r.label}
+            for c in self.conditions:
+                line[f"{c} reproduced"] = r.reproduced[c]
+                line[f"{c} ci_low"], line[f"{c} ci_high"] = r.ci[c]
+                line[f"{c} reported"] = r.reported[c]
+                line[f"{c} delta"] = r.delta(c)
+            for key in ("reproduced", "reported"):
+                line[f"Mean {key}"] = getattr(r, key)["Mean"]
+            line["Mean delta"] = r.delta("Mean")
+            for c in (*self.conditions, "Mean"):
+                line[f"{c} seed SD"] = r.seed_sd[c]
+            for c, d in r.paired.items():
+                line[f"{c} paired delta"] = d.delta
+                line[f"{c} paired low"] = d.low
+                line[f"{c} paired high"] = d.high
+                line[f"{c} paper delta"] = d.paper
+            lines.append(line)
+        return pd.DataFrame(lines).set_index("label")
+
+    def paired_record(self) -> dict | None:
+        """The paired deltas as a record keeps them (None without a reference row)."""
+        if self.reference is None:
+            return None
+        return {"reference": self.reference, "bootstrap": int(self.bootstrap),
+                "seed": int(self.seed),
+                "rows": {r.label: {c: d.to_record() for c, d in r.paired.items()}
+                         for r in self.rows}}
+
+
 def ablation_table(rows: Mapping[str, object], reported: pd.DataFrame, method: str | None = None,
                    keys: Mapping[str, str] | None = None, reference: str | None = None,
-                   bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One line per ablation row (in ``rows``' order, indexed by its label): for every
-    condition (NM, BG, CL, ...) and for 'Mean' (the mean over conditions) the reproduced
-    mean, its 95% CI as text, the reported number and the difference (reproduced - reported).
+                   bootstrap: int = 1000, seed: int = 0) -> AblationResult:
+    """An ablation as an :class:`AblationResult`: per row (in ``rows``' order) and condition
+    (NM, BG, CL, ...) and for 'Mean' (the mean over conditions) the reproduced mean, its 95% CI
+    (conditions only: the Mean's is not bootstrapped jointly), the reported number and the
+    seed-to-seed SD.
 
     ``rows``: label -> EvaluationResult (or table), or a list of them (several seeds of the
-    row: the first is the one shown, all give ``<c> seed SD``). A label is looked up in the
+    row: the first is the one shown, all give the seed SD). A label is looked up in the
     reported table's ``setting`` column within ``method`` when given; without ``method``, in
     ``setting`` and then in ``method``. ``keys`` maps labels to different reported names.
     Where the paper gives only an overall number (a line whose condition is empty or 'Mean'),
-    only the 'Mean' comparison is filled. The Mean's CI is not bootstrapped jointly, so it is
-    left out.
+    only the 'Mean' comparison is filled.
 
     ``reference``: the label of the row every other row is compared with (the paper's baseline
-    row).  Each line then also gets, per condition and for 'Mean', ``<c> paired delta`` (row -
-    reference, reproduced), ``<c> paired low`` / ``<c> paired high`` (95% paired bootstrap
-    interval over the shared test subjects, ``bootstrap`` resamples: see
-    :func:`gaitlib.evaluation.paired.paired_delta`) and ``<c> paper delta`` (the same
+    row).  Each row then also gets a :class:`PairedDelta` per condition and for 'Mean' (row -
+    reference, with its 95% paired bootstrap interval over the shared test subjects,
+    ``bootstrap`` resamples: see :func:`gaitlib.evaluation.paired.paired_delta`, and the same
     difference in the paper's table).  Rows without per-subject counts (older evaluations) get
-    the delta without an interval.  The structured form is in ``attrs["paired"]``.
+    the delta without an interval.
     """
     _check_reported(reported)
     if not rows:
@@ -208,163 +324,112 @@ def ablation_table(rows: Mapping[str, object], reported: pd.DataFrame, method: s
     if reference is not None and reference not in rows:
         raise KeyError(f"reference row {reference!r} is not one of the rows: {list(rows)}")
     keys = dict(keys or {})
-    out = []
-    papers: dict[str, dict[str, float]] = {}
+    built = []
+    conditions: list[str] = []
     for label, result in rows.items():
         table, ci = _table_and_ci(_primary(result))
         conditions = [str(c) for c in table.index]
         paper = _paper_means(_reported_rows(reported, keys.get(label, label), method), conditions,
                              label)
-        papers[label] = paper
-        line: dict[str, object] = {"label": label}
-        for c in conditions:
-            mean = _float(table.loc[c, "Mean"])
-            line[f"{c} reproduced"] = mean
-            line[f"{c} 95% CI"] = _ci_text(_float(ci.loc[c, "low"]), _float(ci.loc[c, "high"]))
-            line[f"{c} reported"] = paper[c]
-            line[f"{c} delta"] = mean - paper[c]
-        mean = float(table["Mean"].mean()) if table["Mean"].notna().all() else math.nan
-        line["Mean reproduced"] = mean
-        line["Mean reported"] = paper["Mean"]
-        line["Mean delta"] = mean - paper["Mean"]
-        for c, sd in _seed_sd(result, conditions).items():
-            line[f"{c} seed SD"] = sd
-        out.append(line)
-    df = pd.DataFrame(out).set_index("label")
-    df.attrs.update(method=method)
-    if reference is not None:
-        _add_paired(df, rows, papers, reference, bootstrap, seed)
-    return df
+        means = {c: _float(table.loc[c, "Mean"]) for c in conditions}
+        means["Mean"] = float(table["Mean"].mean()) if table["Mean"].notna().all() else math.nan
+        built.append(AblationRow(
+            label=label, reproduced=means,
+            ci={c: (_float(ci.loc[c, "low"]), _float(ci.loc[c, "high"])) for c in conditions},
+            reported=paper, seed_sd=_seed_sd(result, conditions)))
+    out = AblationResult(tuple(built), tuple(conditions), method=method)
+    if reference is None:
+        return out
+    return replace(out, rows=tuple(_with_paired(out, rows, reference, bootstrap, seed)),
+                   reference=reference, bootstrap=int(bootstrap), seed=int(seed))
 
 
-def _add_paired(df: pd.DataFrame, rows: Mapping[str, object], papers: dict[str, dict[str, float]],
-                reference: str, bootstrap: int, seed: int) -> None:
-    """The paired-delta columns and ``attrs["paired"]`` of :func:`ablation_table`."""
+def _with_paired(table: AblationResult, results: Mapping[str, object], reference: str,
+                 bootstrap: int, seed: int) -> list[AblationRow]:
+    """The rows of ``table`` with their :class:`PairedDelta` against ``reference``."""
     from gaitlib.evaluation.paired import paired_delta
 
-    ref = _primary(rows[reference])
-    conditions = [c[: -len(" reproduced")] for c in df.columns if c.endswith(" reproduced")]
-    record: dict[str, dict] = {}
-    for label, result in rows.items():
-        mine = _primary(result)
+    ref = table.row(reference)
+    out = []
+    for row in table.rows:
         try:
-            paired = paired_delta(mine, ref, bootstrap, seed) if label != reference else None
+            paired = (paired_delta(_primary(results[row.label]), _primary(results[reference]),
+                                   bootstrap, seed) if row.label != reference else None)
         except (ValueError, AttributeError):  # no per-subject counts or another test set
             paired = None
-        entry = {}
-        for c in conditions:
-            paper_delta = papers[label][c] - papers[reference][c]
-            if label == reference:
+        deltas = {}
+        for c in (*table.conditions, "Mean"):
+            if row.label == reference:
                 delta, low, high = 0.0, math.nan, math.nan
             elif paired is not None and c in paired.index:
                 delta, low, high = (float(paired.loc[c, k]) for k in ("delta", "low", "high"))
             else:
-                delta = _float(df.loc[label, f"{c} reproduced"]) - \
-                    _float(df.loc[reference, f"{c} reproduced"])
-                low = high = math.nan
-            df.loc[label, f"{c} paired delta"] = delta
-            df.loc[label, f"{c} paired low"] = low
-            df.loc[label, f"{c} paired high"] = high
-            df.loc[label, f"{c} paper delta"] = paper_delta
-            sd = _float(df.loc[label, f"{c} seed SD"])
-            entry[c] = {"delta": _json_num(delta),
-                        "delta_ci": None if math.isnan(low) else [_json_num(low), _json_num(high)],
-                        "excludes_zero": bool(low > 0 or high < 0),
-                        "paper_delta": _json_num(paper_delta),
-                        "seed_sd": None if math.isnan(sd) else _json_num(sd)}
-        record[label] = entry
-    df.attrs["paired"] = {"reference": reference, "bootstrap": int(bootstrap), "seed": int(seed),
-                          "rows": record}
+                delta, low, high = row.reproduced[c] - ref.reproduced[c], math.nan, math.nan
+            deltas[c] = PairedDelta(delta, low, high, row.reported[c] - ref.reported[c],
+                                    row.seed_sd[c])
+        out.append(replace(row, paired=deltas))
+    return out
 
 
-def _json_num(value: float) -> float | None:
+def _json_num(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), 4)
 
 
-def paired_cells(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
-    """Text cells of an :func:`ablation_table` with a reference row: per condition
+def paired_cells(table: AblationResult, digits: int = 1) -> pd.DataFrame:
+    """Text cells of an ablation with a reference row: per condition
     ``"+1.2 [+0.3, +2.1]* (paper +0.8)"`` -- the paired delta against the reference row, its
     95% CI (``*`` where it excludes 0) and the paper's own delta; with several seeds of a row,
     ``"SD 0.4"`` follows (the seed-to-seed SD of the row's accuracy).  The reference row reads
     ``"reference"``."""
-    reference = df.attrs.get("paired", {}).get("reference")
-    if reference is None:
+    if table.reference is None:
         raise ValueError("the table has no paired deltas (pass reference= to ablation_table)")
-    conditions = [c[: -len(" paired delta")] for c in df.columns if c.endswith(" paired delta")]
-    out = pd.DataFrame(index=df.index)
-    for c in conditions:
+    out = pd.DataFrame(index=pd.Index(table.labels, name="label"))
+    for c in (*table.conditions, "Mean"):
         cells = []
-        for label in df.index:
-            sd = _float(df.loc[label, f"{c} seed SD"])
-            sd_text = "" if math.isnan(sd) else f"; SD {sd:.{digits}f}"
-            if label == reference:
+        for row in table.rows:
+            d = row.paired[c]
+            sd_text = "" if math.isnan(d.seed_sd) else f"; SD {d.seed_sd:.{digits}f}"
+            if row.label == table.reference:
                 cells.append("reference" + sd_text)
                 continue
-            delta = _float(df.loc[label, f"{c} paired delta"])
-            low, high = _float(df.loc[label, f"{c} paired low"]), \
-                _float(df.loc[label, f"{c} paired high"])
-            paper = _float(df.loc[label, f"{c} paper delta"])
-            text = DASH if math.isnan(delta) else f"{delta:+.{digits}f}"
-            if not math.isnan(low):
-                text += f" [{low:+.{digits}f}, {high:+.{digits}f}]" + \
-                    ("*" if low > 0 or high < 0 else "")
-            text += " (paper " + (DASH if math.isnan(paper) else f"{paper:+.{digits}f}") + ")"
+            text = DASH if math.isnan(d.delta) else f"{d.delta:+.{digits}f}"
+            if not math.isnan(d.low):
+                text += f" [{d.low:+.{digits}f}, {d.high:+.{digits}f}]" + \
+                    ("*" if d.excludes_zero else "")
+            text += " (paper " + (DASH if math.isnan(d.paper) else f"{d.paper:+.{digits}f}") + ")"
             cells.append(text + sd_text)
         out[c] = cells
-    out.attrs.update(df.attrs)
     return out
-
-
-def _tau_b(sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b from pair signs (..., pairs) of two rankings (ties give sign 0)."""
-    pairs = sx.shape[-1]
-    denom = np.sqrt((pairs - (sx == 0).sum(-1)) * (pairs - (sy == 0).sum(-1)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (sx * sy).sum(-1) / denom
-
-
-def kendall_permutation(x, y, permutations: int = 20000, seed: int = 0) -> tuple[float, float]:
-    """Kendall's tau-b between ``x`` and ``y`` and its one-sided permutation p-value: the share
-    of orderings of ``x`` that agree with ``y`` at least as well (exact over all n! orderings
-    for n <= 8; else ``permutations`` random ones, counting the observed one, so p > 0).  Small
-    n makes the p-value coarse: with 3 rows the smallest possible p is 1/6."""
-    import itertools
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    if len(y) != n or n < 2:
-        raise ValueError("need two equal-length sequences of at least 2 values")
-    i, j = np.triu_indices(n, k=1)
-    sy = np.sign(y[i] - y[j])
-    tau = float(_tau_b(np.sign(x[i] - x[j]), sy))
-    if math.isnan(tau):
-        return tau, math.nan
-    if n <= 8:
-        perms = np.array(list(itertools.permutations(range(n))))
-        extra = 0
-    else:
-        rng = np.random.default_rng(seed)
-        perms = np.stack([rng.permutation(n) for _ in range(permutations)])
-        extra = 1
-    xp = x[perms]
-    taus = np.nan_to_num(_tau_b(np.sign(xp[:, i] - xp[:, j]), sy), nan=-2.0)
-    return tau, float((np.sum(taus >= tau - 1e-12) + extra) / (len(perms) + extra))
 
 
 def _is_delta(column) -> bool:
     return "delta" in str(column).casefold() or str(column).startswith("\N{GREEK CAPITAL LETTER DELTA}")
 
 
-def format_comparison(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+def _frame(table: pd.DataFrame | AblationResult) -> pd.DataFrame:
+    """A comparison frame, or an ablation's :meth:`~AblationResult.to_frame` (its method in
+    ``attrs``, for the caption)."""
+    if isinstance(table, AblationResult):
+        frame = table.to_frame()
+        frame.attrs["method"] = table.method
+        return frame
+    return table
+
+
+def format_comparison(df: pd.DataFrame | AblationResult, digits: int = 1) -> pd.DataFrame:
     """Strings for display: numbers to ``digits`` decimals, deltas signed, NaN as a dash,
-    ``ci_low``/``ci_high`` merged into one '95% CI' column."""
-    df = df.copy()
-    if {"ci_low", "ci_high"} <= set(df.columns):
-        pos = list(df.columns).index("ci_low")
-        text = [_ci_text(_float(lo), _float(hi), digits) for lo, hi in zip(df["ci_low"], df["ci_high"],
-                                                                           strict=True)]
-        df = df.drop(columns=["ci_low", "ci_high"])
-        df.insert(pos, "95% CI", text)
+    each pair of CI bounds (``ci_low``/``ci_high``, ``<c> ci_low``/``<c> ci_high``) merged into
+    one '95% CI' (``<c> 95% CI``) column."""
+    df = _frame(df).copy()
+    for low_col in [c for c in df.columns if str(c).endswith("ci_low")]:
+        prefix = str(low_col)[: -len("ci_low")]
+        high_col = f"{prefix}ci_high"
+        if high_col not in df.columns:
+            continue
+        pos = list(df.columns).index(low_col)
+        text = [ci_text(lo, hi, digits) for lo, hi in zip(df[low_col], df[high_col], strict=True)]
+        df = df.drop(columns=[low_col, high_col])
+        df.insert(pos, f"{prefix}95% CI", text)
     out = pd.DataFrame(index=df.index)
     for col in df.columns:
         if pd.api.types.is_numeric_dtype(df[col]):
@@ -376,10 +441,11 @@ def format_comparison(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     return out
 
 
-def style_comparison(df: pd.DataFrame, digits: int = 1):
+def style_comparison(df: pd.DataFrame | AblationResult, digits: int = 1):
     """A pandas Styler of a comparison or ablation table for Jupyter Book HTML: one decimal,
     signed deltas, deltas shaded by sign. Falls back to :func:`format_comparison`'s strings
     when jinja2 (needed by Styler) is missing."""
+    df = _frame(df)
     shown = format_comparison(df, digits)
     try:
         styler = shown.style
@@ -400,5 +466,5 @@ def style_comparison(df: pd.DataFrame, digits: int = 1):
     return styler.set_table_styles([{"selector": "td", "props": "text-align: right;"}])
 
 
-__all__ = ["ablation_table", "compare_with_reported", "format_comparison", "kendall_permutation",
-           "paired_cells", "style_comparison"]
+__all__ = ["AblationResult", "AblationRow", "PairedDelta", "ablation_table", "ci_text",
+           "compare_with_reported", "format_comparison", "paired_cells", "style_comparison"]
