@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from gaitlib.analysis import claims
-from gaitlib.analysis.tables import AblationResult, AblationRow, PairedDelta
+from gaitlib.analysis.ablation import AblationResult, AblationRow, PairedDelta
 from gaitlib.papers.artifacts import artifact
 from gaitlib.report import evidence
 

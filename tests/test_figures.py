@@ -18,8 +18,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from gaitlib import models  # noqa: E402
+from gaitlib.analysis.ablation import ablation_table  # noqa: E402
 from gaitlib.analysis.tables import (  # noqa: E402
-    ablation_table,
     compare_with_reported,
     format_comparison,
     style_comparison,

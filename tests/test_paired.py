@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gaitlib.analysis.ablation import ablation_table, paired_cells
 from gaitlib.analysis.ordering import kendall_permutation
-from gaitlib.analysis.tables import ablation_table, paired_cells
 from gaitlib.evaluation import evaluate
 from gaitlib.evaluation.paired import paired_delta
 from gaitlib.evaluation.protocols import summarise

@@ -25,7 +25,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from gaitlib.analysis.tables import AblationResult, AblationRow  # noqa: E402
+from gaitlib.analysis.ablation import AblationResult, AblationRow  # noqa: E402
 from gaitlib.data.sampling import to_model_input  # noqa: E402
 from gaitlib.models import options as model_options  # noqa: E402
 from gaitlib.papers.artifacts import ARTIFACT_IDS, ARTIFACTS  # noqa: E402

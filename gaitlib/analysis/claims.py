@@ -32,7 +32,7 @@ import math
 
 import pandas as pd
 
-from gaitlib.analysis.tables import AblationResult
+from gaitlib.analysis.ablation import AblationResult
 from gaitlib.papers.artifacts import artifact
 
 CONDITIONS = ("NM", "BG", "CL", "Mean")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gaitlib.analysis.tables import AblationResult
+from gaitlib.analysis.ablation import AblationResult
 
 
 def _num(value) -> float:

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from gaitlib.analysis.tables import AblationResult, ablation_table
+from gaitlib.analysis.ablation import AblationResult, ablation_table
 from gaitlib.papers.artifacts import Row, artifact
 from gaitlib.report.scale import input_size
 from gaitlib.runs.cache import Run

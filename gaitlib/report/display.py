@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gaitlib.analysis.tables import AblationResult
+from gaitlib.analysis.ablation import AblationResult
 from gaitlib.report.evidence import ORDERING_COLUMN
 
 # Inline style of table cells that hold sentences: they wrap instead of widening the table.
@@ -136,7 +136,7 @@ def ordering_note(table: pd.DataFrame | AblationResult) -> str:
 def show_paired(table: AblationResult):
     """The paired deltas of an ablation table (see :func:`gaitlib.analysis.tables.paired_cells`),
     styled for the book, with a caption naming the reference row."""
-    from gaitlib.analysis.tables import paired_cells
+    from gaitlib.analysis.ablation import paired_cells
 
     cells = paired_cells(table)
     try:

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gaitlib.analysis.ablation import AblationResult
 from gaitlib.analysis.hours import NOT_MEASURED, options_key, pending
 from gaitlib.analysis.ordering import ordering
-from gaitlib.analysis.tables import AblationResult
 from gaitlib.papers.artifacts import ARTIFACT_IDS, artifact
 from gaitlib.report.records import base_commit, headline, model_label, record_markdown, recorded
 from gaitlib.report.results import read_dry_run

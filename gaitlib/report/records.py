@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gaitlib.analysis.tables import AblationResult, ci_text
+from gaitlib.analysis.ablation import AblationResult
+from gaitlib.analysis.tables import ci_text
 from gaitlib.data.store import is_binarized
 from gaitlib.papers.artifacts import artifact
 from gaitlib.report.compare import PAPERS, ours
